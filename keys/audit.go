@@ -1,0 +1,136 @@
+package keys
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// Audit outcomes.
+const (
+	OutcomeSuccess = "success"
+	OutcomeFailure = "failure"
+)
+
+// AuditEvent is one security-relevant event. It never holds a secret: keys
+// appear by id or hint only.
+type AuditEvent struct {
+	At         time.Time
+	ActorType  string // partner, company, operator, anonymous
+	ActorID    string
+	Action     string // e.g. company.created, key.revoked, login, refresh.reuse_detected
+	TargetType string
+	Target     string
+	Addr       string
+	Outcome    string
+	Detail     string
+}
+
+// maxPendingEvents bounds the login events held between flushes, so a flood
+// of failed logins cannot grow memory without bound.
+const maxPendingEvents = 50_000
+
+// flushThreshold starts a flush early when this many events are waiting.
+const flushThreshold = 1_000
+
+// Recorder batches what every login writes besides its token family: the
+// key's last-use time and the login's audit event. One transaction per
+// interval replaces a write per login; last-use times coalesce per key.
+type Recorder struct {
+	store    Store
+	log      *slog.Logger
+	interval time.Duration
+
+	mu      sync.Mutex
+	used    map[string]time.Time
+	events  []AuditEvent
+	dropped int
+	kick    chan struct{}
+}
+
+// NewRecorder makes a Recorder that flushes every interval once Run starts.
+func NewRecorder(store Store, interval time.Duration, log *slog.Logger) *Recorder {
+	return &Recorder{
+		store:    store,
+		log:      log,
+		interval: interval,
+		used:     make(map[string]time.Time),
+		kick:     make(chan struct{}, 1),
+	}
+}
+
+// Login queues a login's audit event and, for a success, its key's use.
+func (r *Recorder) Login(ev AuditEvent, keyID string) {
+	r.mu.Lock()
+	if keyID != "" {
+		if ev.At.After(r.used[keyID]) {
+			r.used[keyID] = ev.At
+		}
+	}
+	if len(r.events) < maxPendingEvents {
+		r.events = append(r.events, ev)
+	} else {
+		r.dropped++
+	}
+	n := len(r.events)
+	r.mu.Unlock()
+	if n >= flushThreshold {
+		select {
+		case r.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Run flushes until ctx ends, then flushes once more.
+func (r *Recorder) Run(ctx context.Context) {
+	t := time.NewTicker(r.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			// The caller's context is gone; give the last flush its own deadline.
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			r.Flush(fctx)
+			cancel()
+			return
+		case <-t.C:
+		case <-r.kick:
+		}
+		r.Flush(ctx)
+	}
+}
+
+// Flush writes what is pending. On failure the batch is put back, so a
+// passing database fault delays the audit trail rather than losing it.
+func (r *Recorder) Flush(ctx context.Context) {
+	r.mu.Lock()
+	used, events, dropped := r.used, r.events, r.dropped
+	if len(used) == 0 && len(events) == 0 && dropped == 0 {
+		r.mu.Unlock()
+		return
+	}
+	r.used, r.events, r.dropped = make(map[string]time.Time), nil, 0
+	r.mu.Unlock()
+
+	if dropped > 0 {
+		r.log.WarnContext(ctx, "audit events dropped: too many pending", "dropped", dropped)
+	}
+	if err := r.store.RecordUsage(ctx, used, events); err != nil {
+		r.log.ErrorContext(ctx, "flushing login audit", "err", err, "events", len(events))
+		r.mu.Lock()
+		for id, at := range used {
+			if at.After(r.used[id]) {
+				r.used[id] = at
+			}
+		}
+		room := maxPendingEvents - len(r.events)
+		if room < len(events) {
+			r.dropped += len(events) - room
+			events = events[:room]
+		}
+		r.events = append(events, r.events...)
+		r.mu.Unlock()
+	}
+}

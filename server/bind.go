@@ -1,0 +1,163 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"reflect"
+	"strings"
+	"sync"
+	"unicode/utf8"
+
+	"github.com/gin-gonic/gin"
+
+	"keygate/keys"
+)
+
+// bind reads and strictly decodes a JSON object body into dst, then runs
+// its validate method. It renders the error and returns false on failure.
+func (s *Server) bind(c *gin.Context, dst interface{ validate() error }) bool {
+	if err := s.decode(c.Request, dst); err != nil {
+		s.fail(c, err)
+		return false
+	}
+	if err := dst.validate(); err != nil {
+		s.fail(c, err)
+		return false
+	}
+	return true
+}
+
+func (s *Server) decode(r *http.Request, dst any) error {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return errMediaType
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return errTooLarge
+		}
+		return &keys.ValidationError{Field: "body", Message: "could not be read"}
+	}
+	return decodeStrict(body, dst)
+}
+
+// decodeStrict accepts exactly one JSON object whose members are the json
+// tags of dst's fields, spelled exactly, each at most once. encoding/json
+// alone would match members case-insensitively, let duplicates overwrite
+// each other and replace invalid UTF-8 silently.
+func decodeStrict(body []byte, dst any) error {
+	invalid := func(msg string) error { return &keys.ValidationError{Field: "body", Message: msg} }
+	if !utf8.Valid(body) {
+		return invalid("must be valid UTF-8")
+	}
+	allowed := fieldNames(reflect.TypeOf(dst).Elem())
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return invalid("must be a JSON object")
+	}
+	seen := make(map[string]bool, len(allowed))
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return invalid("must be a well-formed JSON object")
+		}
+		name, _ := tok.(string)
+		if !allowed[name] {
+			return &keys.ValidationError{Field: truncate(name), Message: "unknown field"}
+		}
+		if seen[name] {
+			return &keys.ValidationError{Field: name, Message: "duplicate field"}
+		}
+		seen[name] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return invalid("must be a well-formed JSON object")
+		}
+	}
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('}') {
+		return invalid("must be a well-formed JSON object")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return invalid("must hold exactly one JSON object")
+	}
+	if err := json.Unmarshal(body, dst); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) && typeErr.Field != "" {
+			return &keys.ValidationError{Field: typeErr.Field, Message: "must be a " + jsonType(typeErr.Type)}
+		}
+		return invalid("must be a well-formed JSON object")
+	}
+	return nil
+}
+
+var fieldCache sync.Map // reflect.Type -> map[string]bool
+
+func fieldNames(t reflect.Type) map[string]bool {
+	if v, ok := fieldCache.Load(t); ok {
+		return v.(map[string]bool)
+	}
+	names := make(map[string]bool, t.NumField())
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		if name != "" && name != "-" {
+			names[name] = true
+		}
+	}
+	fieldCache.Store(t, names)
+	return names
+}
+
+func jsonType(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "string"
+	case reflect.Int, reflect.Int64:
+		return "number"
+	case reflect.Bool:
+		return "boolean"
+	}
+	return t.Kind().String()
+}
+
+// truncate keeps hostile member names out of long error messages.
+func truncate(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	if s == "" {
+		return `""`
+	}
+	return s
+}
+
+// requiredString checks a required, non-empty string member.
+func requiredString(field string, v *string) error {
+	if v == nil {
+		return &keys.ValidationError{Field: field, Message: "is required"}
+	}
+	if *v == "" {
+		return &keys.ValidationError{Field: field, Message: "must not be empty"}
+	}
+	return nil
+}
+
+// boundedString checks an optional string member of 1..max characters.
+func boundedString(field string, v *string, maxLen int) error {
+	if v == nil {
+		return nil
+	}
+	if n := utf8.RuneCountInString(*v); n == 0 || n > maxLen {
+		return &keys.ValidationError{Field: field, Message: fmt.Sprintf("must be 1 to %d characters", maxLen)}
+	}
+	return nil
+}

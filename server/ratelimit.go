@@ -1,0 +1,182 @@
+package server
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"math"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"golang.org/x/time/rate"
+)
+
+// RateLimits are per-minute budgets; 0 turns a limit off.
+type RateLimits struct {
+	LoginFailuresPerMinute    int
+	LoginPerKeyPerMinute      int
+	RefreshPerFamilyPerMinute int
+	APIPerMinute              int
+	MaxTracked                int
+}
+
+// limiters holds one token bucket per key (address, API key, family or
+// principal). Memory is bounded: buckets idle long enough to have refilled
+// are forgotten, and past max the oldest-looking ones go first.
+type limiters struct {
+	perMinute int
+	max       int
+	now       func() time.Time
+
+	mu      sync.Mutex
+	buckets map[string]*bucket
+}
+
+type bucket struct {
+	lim  *rate.Limiter
+	last time.Time
+}
+
+func newLimiters(perMinute, maxTracked int, now func() time.Time) *limiters {
+	return &limiters{perMinute: perMinute, max: maxTracked, now: now, buckets: make(map[string]*bucket)}
+}
+
+// allow spends one token for key; when none is left it returns how long
+// until one is.
+func (l *limiters) allow(key string) (bool, time.Duration) {
+	if l == nil || l.perMinute <= 0 {
+		return true, 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	b := l.bucket(key, now)
+	if b.lim.AllowN(now, 1) {
+		return true, 0
+	}
+	return false, l.wait(b, now)
+}
+
+// check reports whether key has a token left without spending it.
+func (l *limiters) check(key string) (bool, time.Duration) {
+	if l == nil || l.perMinute <= 0 {
+		return true, 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	b, ok := l.buckets[key]
+	if !ok || b.lim.TokensAt(now) >= 1 {
+		return true, 0
+	}
+	return false, l.wait(b, now)
+}
+
+// spend takes one token from key, if it has one.
+func (l *limiters) spend(key string) {
+	if l == nil || l.perMinute <= 0 {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	l.bucket(key, now).lim.AllowN(now, 1)
+}
+
+func (l *limiters) wait(b *bucket, now time.Time) time.Duration {
+	missing := 1 - b.lim.TokensAt(now)
+	return time.Duration(missing / float64(b.lim.Limit()) * float64(time.Second))
+}
+
+func (l *limiters) bucket(key string, now time.Time) *bucket {
+	b, ok := l.buckets[key]
+	if !ok {
+		if len(l.buckets) >= l.max {
+			l.evict(now)
+		}
+		b = &bucket{lim: rate.NewLimiter(rate.Limit(float64(l.perMinute)/60), l.perMinute)}
+		l.buckets[key] = b
+	}
+	b.last = now
+	return b
+}
+
+// evict drops buckets that have refilled (forgetting them changes nothing),
+// then, if still at the cap, arbitrary ones down to 90% of it.
+func (l *limiters) evict(now time.Time) {
+	for k, b := range l.buckets {
+		if now.Sub(b.last) > time.Minute {
+			delete(l.buckets, k)
+		}
+	}
+	for k := range l.buckets {
+		if len(l.buckets) < l.max*9/10 {
+			break
+		}
+		delete(l.buckets, k)
+	}
+}
+
+func (l *limiters) len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.buckets)
+}
+
+// rateLimited renders a 429 with Retry-After in whole seconds, at least 1.
+func (s *Server) rateLimited(c *gin.Context, wait time.Duration) {
+	secs := int(math.Ceil(wait.Seconds()))
+	if secs < 1 {
+		secs = 1
+	}
+	c.Header("Retry-After", strconv.Itoa(secs))
+	s.fail(c, errRateLimited)
+}
+
+// clientKey buckets a client address: IPv6 clients by their /64, since one
+// host commonly owns a whole /64.
+func clientKey(addr string) string {
+	ip, err := netip.ParseAddr(addr)
+	if err != nil {
+		return addr
+	}
+	ip = ip.Unmap()
+	if ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return p.String()
+	}
+	return ip.String()
+}
+
+// secretKey buckets a credential without keeping it in memory.
+func secretKey(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(sum[:12])
+}
+
+// limitAPI applies the per-principal budget of authenticated endpoints.
+func (s *Server) limitAPI(c *gin.Context) {
+	if ok, wait := s.limits.api.allow(session(c).Principal.ID); !ok {
+		s.rateLimited(c, wait)
+		return
+	}
+	c.Next()
+}
+
+type rateLimiters struct {
+	failures *limiters // per client address, spent by failed logins and refreshes
+	login    *limiters // per API key
+	refresh  *limiters // per token family
+	api      *limiters // per principal
+}
+
+func newRateLimiters(cfg RateLimits, now func() time.Time) rateLimiters {
+	return rateLimiters{
+		failures: newLimiters(cfg.LoginFailuresPerMinute, cfg.MaxTracked, now),
+		login:    newLimiters(cfg.LoginPerKeyPerMinute, cfg.MaxTracked, now),
+		refresh:  newLimiters(cfg.RefreshPerFamilyPerMinute, cfg.MaxTracked, now),
+		api:      newLimiters(cfg.APIPerMinute, cfg.MaxTracked, now),
+	}
+}

@@ -1,0 +1,139 @@
+// Package server is keygate's HTTP face and the only importer of Gin: the
+// engine, middleware, thin handlers and the error-to-status table.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"keygate/keys"
+	"keygate/tokens"
+)
+
+// Config is the HTTP layer's share of the configuration.
+type Config struct {
+	// TrustedProxies are the CIDRs or addresses whose X-Forwarded-For and
+	// X-Real-IP are believed; empty means the TCP peer is the client.
+	TrustedProxies []string
+	MaxBodyBytes   int64
+	RateLimits     RateLimits
+}
+
+// Deps are the services the handlers call.
+type Deps struct {
+	Keys   *keys.Service
+	Tokens *tokens.Service
+	JWKS   func() []byte
+	Ready  func(context.Context) error
+	Log    *slog.Logger
+	Now    func() time.Time
+}
+
+// Server holds the Gin engine and what its handlers need.
+type Server struct {
+	cfg    Config
+	keys   *keys.Service
+	tokens *tokens.Service
+	jwks   func() []byte
+	ready  func(context.Context) error
+	log    *slog.Logger
+	limits rateLimiters
+	engine *gin.Engine
+}
+
+// New builds the engine and its routes.
+func New(cfg Config, d Deps) (*Server, error) {
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 64 << 10
+	}
+	if cfg.RateLimits.MaxTracked <= 0 {
+		cfg.RateLimits.MaxTracked = 100_000
+	}
+	gin.SetMode(gin.ReleaseMode)
+	s := &Server{
+		cfg:    cfg,
+		keys:   d.Keys,
+		tokens: d.Tokens,
+		jwks:   d.JWKS,
+		ready:  d.Ready,
+		log:    d.Log,
+		limits: newRateLimiters(cfg.RateLimits, d.Now),
+		engine: gin.New(),
+	}
+	e := s.engine
+	// Never gin's default of trusting every proxy: clients could then forge
+	// their address and dodge the per-address limits.
+	if err := e.SetTrustedProxies(cfg.TrustedProxies); err != nil {
+		return nil, fmt.Errorf("server.trusted_proxies: %w", err)
+	}
+	e.ForwardedByClientIP = len(cfg.TrustedProxies) > 0
+	e.RemoteIPHeaders = []string{"X-Forwarded-For", "X-Real-IP"}
+	e.HandleMethodNotAllowed = false
+	e.RedirectTrailingSlash = false
+	e.RedirectFixedPath = false
+	e.ContextWithFallback = true
+
+	e.Use(s.requestID, s.recovery, s.accessLog, s.headers, s.limitBody)
+	e.NoRoute(func(c *gin.Context) { s.fail(c, errNoRoute) })
+
+	e.GET("/health", s.health)
+	e.GET("/ready", s.readiness)
+	e.GET("/.well-known/jwks.json", s.jwksHandler)
+
+	v1 := e.Group("/api/v1")
+	v1.POST("/auth/login", s.login)
+	v1.POST("/auth/refresh", s.refresh)
+	v1.POST("/auth/logout", s.logout)
+
+	authed := v1.Group("", s.authenticate, s.limitAPI)
+	authed.GET("/auth/me", s.me)
+
+	partners := authed.Group("/companies", s.partnerOnly)
+	partners.POST("", s.createCompany)
+	partners.GET("", s.listCompanies)
+	partners.GET("/:id", s.getCompany)
+	partners.DELETE("/:id", s.disableCompany)
+	partners.POST("/:id/keys", s.createCompanyKey)
+	partners.GET("/:id/keys", s.listCompanyKeys)
+	partners.DELETE("/:id/keys/:keyId", s.revokeCompanyKey)
+	return s, nil
+}
+
+// Handler returns the HTTP handler.
+func (s *Server) Handler() http.Handler { return s.engine }
+
+// timeLayout is RFC 3339 with milliseconds and a numeric offset, in UTC.
+const timeLayout = "2006-01-02T15:04:05.000-07:00"
+
+func stamp(t time.Time) string { return t.UTC().Format(timeLayout) }
+
+func stampPtr(t *time.Time) *string {
+	if t == nil {
+		return nil
+	}
+	s := stamp(*t)
+	return &s
+}
+
+func (s *Server) health(c *gin.Context) {
+	c.JSON(http.StatusOK, gin.H{"status": "ok"})
+}
+
+func (s *Server) readiness(c *gin.Context) {
+	if err := s.ready(c.Request.Context()); err != nil {
+		s.fail(c, errors.Join(keys.ErrUnavailable, err))
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "ready"})
+}
+
+func (s *Server) jwksHandler(c *gin.Context) {
+	c.Header("Cache-Control", "public, max-age=300")
+	c.Data(http.StatusOK, "application/jwk-set+json", s.jwks())
+}

@@ -1,0 +1,148 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"time"
+
+	"keygate/keys"
+	"keygate/tokens"
+)
+
+var _ tokens.Store = (*DB)(nil)
+
+// AddSigningKey implements tokens.KeyStore.
+func (d *DB) AddSigningKey(ctx context.Context, k tokens.SigningKeyRecord) error {
+	return d.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO signing_keys (kid, algorithm, sealed, created_at, activates_at) VALUES (?, ?, ?, ?, ?)`,
+			k.KID, k.Algorithm, k.Sealed, ms(k.CreatedAt), ms(k.ActivatesAt))
+		return err
+	})
+}
+
+// ListSigningKeys implements tokens.KeyStore.
+func (d *DB) ListSigningKeys(ctx context.Context) ([]tokens.SigningKeyRecord, error) {
+	rows, err := d.read.QueryContext(ctx, `SELECT kid, algorithm, sealed, created_at, activates_at FROM signing_keys ORDER BY activates_at, created_at`)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	defer rows.Close()
+	var out []tokens.SigningKeyRecord
+	for rows.Next() {
+		var k tokens.SigningKeyRecord
+		var created, activates int64
+		if err := rows.Scan(&k.KID, &k.Algorithm, &k.Sealed, &created, &activates); err != nil {
+			return nil, err
+		}
+		k.CreatedAt, k.ActivatesAt = fromMS(created), fromMS(activates)
+		out = append(out, k)
+	}
+	return out, mapErr(rows.Err())
+}
+
+// CreateFamily implements tokens.FamilyStore.
+func (d *DB) CreateFamily(ctx context.Context, f tokens.Family) error {
+	return d.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO refresh_families
+			(id, key_id, kind, principal_id, partner_id, company_id, created_at, generation, rotated_at, expires_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			f.ID, f.Principal.KeyID, string(f.Principal.Kind), f.Principal.ID, f.Principal.PartnerID,
+			nullString(f.Principal.CompanyID), ms(f.CreatedAt), f.Generation, ms(f.RotatedAt), ms(f.ExpiresAt))
+		return err
+	})
+}
+
+// UpdateFamily implements tokens.FamilyStore. Everything happens in the
+// writer's immediate transaction: the read, the decision and the
+// conditional update, so no other writer (in this process or another) can
+// rotate the same generation in between.
+func (d *DB) UpdateFamily(ctx context.Context, id string, decide func(f *tokens.Family) (tokens.Change, error)) error {
+	var decision error
+	err := d.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		f, err := readFamily(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		read := f.Generation
+		change, derr := decide(&f)
+		decision = derr
+		if !change.Write {
+			return insertAudit(ctx, tx, change.Audit)
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE refresh_families
+			SET generation = ?, rotated_at = ?, expires_at = ?, parent_expires_at = ?, revoked_at = ?, revoke_reason = ?
+			WHERE id = ? AND generation = ?`,
+			f.Generation, ms(f.RotatedAt), ms(f.ExpiresAt), nullTime(f.ParentExpiresAt), nullMS(f.RevokedAt), nullString(f.RevokeReason),
+			id, read)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return errors.New("refresh family changed underneath its transaction")
+		}
+		return insertAudit(ctx, tx, change.Audit)
+	})
+	if err != nil {
+		return err
+	}
+	return decision
+}
+
+func readFamily(ctx context.Context, tx *sql.Tx, id string) (tokens.Family, error) {
+	var f tokens.Family
+	var kind, companyID string
+	var created, rotated, expires int64
+	var parentExpires, revoked sql.NullInt64
+	var reason sql.NullString
+	err := tx.QueryRowContext(ctx, `SELECT f.key_id, f.kind, f.principal_id, f.partner_id, COALESCE(f.company_id, ''),
+			f.created_at, f.generation, f.rotated_at, f.expires_at, f.parent_expires_at, f.revoked_at, f.revoke_reason,
+			(k.revoked_at IS NULL AND p.status = 'active' AND (f.company_id IS NULL OR c.status = 'active'))
+		FROM refresh_families f
+		JOIN api_keys k ON k.id = f.key_id
+		JOIN partners p ON p.id = f.partner_id
+		LEFT JOIN companies c ON c.id = f.company_id
+		WHERE f.id = ?`, id).Scan(
+		&f.Principal.KeyID, &kind, &f.Principal.ID, &f.Principal.PartnerID, &companyID,
+		&created, &f.Generation, &rotated, &expires, &parentExpires, &revoked, &reason,
+		&f.PrincipalActive)
+	if errors.Is(err, sql.ErrNoRows) {
+		return tokens.Family{}, keys.ErrNotFound
+	}
+	if err != nil {
+		return tokens.Family{}, err
+	}
+	f.ID = id
+	f.Principal.Kind, f.Principal.CompanyID = keys.Kind(kind), companyID
+	f.CreatedAt, f.RotatedAt, f.ExpiresAt = fromMS(created), fromMS(rotated), fromMS(expires)
+	if parentExpires.Valid {
+		f.ParentExpiresAt = fromMS(parentExpires.Int64)
+	}
+	f.RevokedAt, f.RevokeReason = fromNullMS(revoked), reason.String
+	return f, nil
+}
+
+// DeleteFamilies implements tokens.FamilyStore.
+func (d *DB) DeleteFamilies(ctx context.Context, before time.Time, limit int) (int, error) {
+	var n int64
+	err := d.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM refresh_families WHERE id IN (
+				SELECT id FROM refresh_families WHERE expires_at < ?1
+				UNION
+				SELECT id FROM refresh_families WHERE revoked_at IS NOT NULL AND revoked_at < ?1
+				LIMIT ?2)`, ms(before), limit)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	return int(n), err
+}
+
+func nullTime(t time.Time) sql.NullInt64 {
+	if t.IsZero() {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: ms(t), Valid: true}
+}
