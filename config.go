@@ -110,8 +110,8 @@ var defaults = []struct {
 	{"log.level", "info"},
 }
 
-// loadConfig reads defaults, then the config file (path, or ./config.yaml if
-// present), then KEYGATE_* environment variables, and validates the result.
+// loadConfig reads defaults, then the config file (path, else $KEYGATE_CONFIG,
+// else ./config.yaml if present), then KEYGATE_* environment variables, and validates the result.
 // It fails closed, naming every bad key at once.
 func loadConfig(path string) (Config, error) {
 	v := viper.New()
@@ -122,6 +122,9 @@ func loadConfig(path string) (Config, error) {
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
 	v.AutomaticEnv()
 
+	if path == "" {
+		path = os.Getenv("KEYGATE_CONFIG")
+	}
 	if path == "" {
 		if _, err := os.Stat("config.yaml"); err == nil {
 			path = "config.yaml"
