@@ -63,13 +63,17 @@ type DB struct {
 	// the next successful one; /ready reports it.
 	failing atomic.Bool
 
-	stmts readStmts
+	stmts  readStmts
+	wstmts writeStmts
 }
 
 type writeOp struct {
 	ctx  context.Context
 	fn   func(ctx context.Context, tx *sql.Tx) error
 	done chan error
+	// single marks an fn that runs one statement: SQLite undoes a failed
+	// statement by itself, so it needs no savepoint of its own.
+	single bool
 }
 
 // Open opens (creating if needed) the database at opts.Path, applies
@@ -123,6 +127,11 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 		write.Close()
 		return nil, mapErr(err)
 	}
+	if err := d.wstmts.prepare(ctx, d.write); err != nil {
+		d.read.Close()
+		write.Close()
+		return nil, fmt.Errorf("preparing statements: %w", err)
+	}
 	if err := d.stmts.prepare(ctx, d.read); err != nil {
 		d.read.Close()
 		write.Close()
@@ -154,6 +163,7 @@ func (d *DB) Close() error {
 		close(d.quit)
 		<-d.stopped
 		d.stmts.close()
+		d.wstmts.close()
 		d.closeErr = errors.Join(d.read.Close(), d.write.Close())
 	})
 	return d.closeErr
@@ -190,13 +200,21 @@ func (d *DB) IntegrityCheck(ctx context.Context) error {
 // transaction has committed (or fn's own error). fn's changes are rolled
 // back to a savepoint if it fails, so one bad write fails only its caller.
 func (d *DB) do(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
-	op := &writeOp{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	return d.submit(&writeOp{ctx: ctx, fn: fn, done: make(chan error, 1)})
+}
+
+// doSingle is do for an fn that executes exactly one statement.
+func (d *DB) doSingle(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	return d.submit(&writeOp{ctx: ctx, fn: fn, done: make(chan error, 1), single: true})
+}
+
+func (d *DB) submit(op *writeOp) error {
 	select {
 	case d.ops <- op:
 	case <-d.quit:
 		return ErrClosed
-	case <-ctx.Done():
-		return ctx.Err()
+	case <-op.ctx.Done():
+		return op.ctx.Err()
 	}
 	// Once taken, the write runs to completion: wait for its verdict even
 	// if the caller's context ends, so the caller always learns whether
@@ -261,33 +279,50 @@ func (d *DB) runBatch(batch []*writeOp, results []error) error {
 	if err != nil {
 		return err
 	}
-	single := len(batch) == 1
+	alone := len(batch) == 1
 	for i, op := range batch {
 		if err := op.ctx.Err(); err != nil {
 			results[i] = err // the caller left before its write started
 			continue
 		}
 		octx := context.WithoutCancel(op.ctx)
-		if single {
-			if results[i] = op.fn(octx, tx); results[i] != nil {
+		if op.single {
+			results[i] = mapErr(op.fn(octx, tx))
+			if errors.Is(results[i], keys.ErrUnavailable) {
+				// SQLite may have rolled the whole transaction back
+				// (full disk, I/O error): fail the batch, don't go on
+				// in autocommit.
 				tx.Rollback()
-				results[i] = mapErr(results[i])
+				return results[i]
+			}
+			continue
+		}
+		if alone {
+			if results[i] = mapErr(op.fn(octx, tx)); results[i] != nil {
+				tx.Rollback()
+				if errors.Is(results[i], keys.ErrUnavailable) {
+					return results[i]
+				}
 				return nil
 			}
 			continue
 		}
-		if _, err := tx.ExecContext(ctx, `SAVEPOINT op`); err != nil {
+		if _, err := tx.StmtContext(ctx, d.wstmts.savepoint).ExecContext(ctx); err != nil {
 			tx.Rollback()
 			return err
 		}
 		if results[i] = op.fn(octx, tx); results[i] != nil {
 			results[i] = mapErr(results[i])
+			if errors.Is(results[i], keys.ErrUnavailable) {
+				tx.Rollback()
+				return results[i]
+			}
 			if _, err := tx.ExecContext(ctx, `ROLLBACK TO op`); err != nil {
 				tx.Rollback()
 				return err
 			}
 		}
-		if _, err := tx.ExecContext(ctx, `RELEASE op`); err != nil {
+		if _, err := tx.StmtContext(ctx, d.wstmts.release).ExecContext(ctx); err != nil {
 			tx.Rollback()
 			return err
 		}

@@ -43,10 +43,8 @@ func (d *DB) ListSigningKeys(ctx context.Context) ([]tokens.SigningKeyRecord, er
 
 // CreateFamily implements tokens.FamilyStore.
 func (d *DB) CreateFamily(ctx context.Context, f tokens.Family) error {
-	return d.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO refresh_families
-			(id, key_id, kind, principal_id, partner_id, company_id, created_at, generation, rotated_at, expires_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	return d.doSingle(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.StmtContext(ctx, d.wstmts.createFamily).ExecContext(ctx,
 			f.ID, f.Principal.KeyID, string(f.Principal.Kind), f.Principal.ID, f.Principal.PartnerID,
 			nullString(f.Principal.CompanyID), ms(f.CreatedAt), f.Generation, ms(f.RotatedAt), ms(f.ExpiresAt))
 		return err
@@ -60,7 +58,7 @@ func (d *DB) CreateFamily(ctx context.Context, f tokens.Family) error {
 func (d *DB) UpdateFamily(ctx context.Context, id string, decide func(f *tokens.Family) (tokens.Change, error)) error {
 	var decision error
 	err := d.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		f, err := readFamily(ctx, tx, id)
+		f, err := readFamily(ctx, tx.StmtContext(ctx, d.wstmts.readFamily), id)
 		if err != nil {
 			return err
 		}
@@ -70,9 +68,7 @@ func (d *DB) UpdateFamily(ctx context.Context, id string, decide func(f *tokens.
 		if !change.Write {
 			return insertAudit(ctx, tx, change.Audit)
 		}
-		res, err := tx.ExecContext(ctx, `UPDATE refresh_families
-			SET generation = ?, rotated_at = ?, expires_at = ?, parent_expires_at = ?, revoked_at = ?, revoke_reason = ?
-			WHERE id = ? AND generation = ?`,
+		res, err := tx.StmtContext(ctx, d.wstmts.updateFamily).ExecContext(ctx,
 			f.Generation, ms(f.RotatedAt), ms(f.ExpiresAt), nullTime(f.ParentExpiresAt), nullMS(f.RevokedAt), nullString(f.RevokeReason),
 			id, read)
 		if err != nil {
@@ -89,20 +85,13 @@ func (d *DB) UpdateFamily(ctx context.Context, id string, decide func(f *tokens.
 	return decision
 }
 
-func readFamily(ctx context.Context, tx *sql.Tx, id string) (tokens.Family, error) {
+func readFamily(ctx context.Context, st *sql.Stmt, id string) (tokens.Family, error) {
 	var f tokens.Family
 	var kind, companyID string
 	var created, rotated, expires int64
 	var parentExpires, revoked sql.NullInt64
 	var reason sql.NullString
-	err := tx.QueryRowContext(ctx, `SELECT f.key_id, f.kind, f.principal_id, f.partner_id, COALESCE(f.company_id, ''),
-			f.created_at, f.generation, f.rotated_at, f.expires_at, f.parent_expires_at, f.revoked_at, f.revoke_reason,
-			(k.revoked_at IS NULL AND p.status = 'active' AND (f.company_id IS NULL OR c.status = 'active'))
-		FROM refresh_families f
-		JOIN api_keys k ON k.id = f.key_id
-		JOIN partners p ON p.id = f.partner_id
-		LEFT JOIN companies c ON c.id = f.company_id
-		WHERE f.id = ?`, id).Scan(
+	err := st.QueryRowContext(ctx, id).Scan(
 		&f.Principal.KeyID, &kind, &f.Principal.ID, &f.Principal.PartnerID, &companyID,
 		&created, &f.Generation, &rotated, &expires, &parentExpires, &revoked, &reason,
 		&f.PrincipalActive)
@@ -145,4 +134,48 @@ func nullTime(t time.Time) sql.NullInt64 {
 		return sql.NullInt64{}
 	}
 	return sql.NullInt64{Int64: ms(t), Valid: true}
+}
+
+// writeStmts are the statements on the hot write paths, prepared once on
+// the writer's connection.
+type writeStmts struct {
+	savepoint, release                     *sql.Stmt
+	createFamily, readFamily, updateFamily *sql.Stmt
+}
+
+func (s *writeStmts) prepare(ctx context.Context, db *sql.DB) error {
+	var err error
+	prep := func(q string) *sql.Stmt {
+		if err != nil {
+			return nil
+		}
+		var st *sql.Stmt
+		st, err = db.PrepareContext(ctx, q)
+		return st
+	}
+	s.savepoint = prep(`SAVEPOINT op`)
+	s.release = prep(`RELEASE op`)
+	s.createFamily = prep(`INSERT INTO refresh_families
+		(id, key_id, kind, principal_id, partner_id, company_id, created_at, generation, rotated_at, expires_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	s.readFamily = prep(`SELECT f.key_id, f.kind, f.principal_id, f.partner_id, COALESCE(f.company_id, ''),
+			f.created_at, f.generation, f.rotated_at, f.expires_at, f.parent_expires_at, f.revoked_at, f.revoke_reason,
+			(k.revoked_at IS NULL AND p.status = 'active' AND (f.company_id IS NULL OR c.status = 'active'))
+		FROM refresh_families f
+		JOIN api_keys k ON k.id = f.key_id
+		JOIN partners p ON p.id = f.partner_id
+		LEFT JOIN companies c ON c.id = f.company_id
+		WHERE f.id = ?`)
+	s.updateFamily = prep(`UPDATE refresh_families
+		SET generation = ?, rotated_at = ?, expires_at = ?, parent_expires_at = ?, revoked_at = ?, revoke_reason = ?
+		WHERE id = ? AND generation = ?`)
+	return err
+}
+
+func (s *writeStmts) close() {
+	for _, st := range []*sql.Stmt{s.savepoint, s.release, s.createFamily, s.readFamily, s.updateFamily} {
+		if st != nil {
+			st.Close()
+		}
+	}
 }
