@@ -127,12 +127,16 @@ type Store interface {
 	ListPartners(ctx context.Context) ([]Partner, error)
 	DisablePartner(ctx context.Context, id string, at time.Time, ev AuditEvent) error
 
+	// CreateCompany creates a company with its first key: ErrNotFound for an
+	// unknown partner, ErrDisabled for a disabled one, ErrConflict for a
+	// duplicate external id of the same partner.
 	CreateCompany(ctx context.Context, c Company, k Key, digest Digest, ev []AuditEvent) error
 	GetCompany(ctx context.Context, partnerID, id string) (Company, error)
 	ListCompanies(ctx context.Context, partnerID string, page Page) (CompanyPage, error)
 	DisableCompany(ctx context.Context, partnerID, id string, at time.Time, ev AuditEvent) error
 
-	// CreateKey adds a key to an existing, active owner (ErrNotFound otherwise).
+	// CreateKey adds a key to an existing owner: ErrNotFound if there is
+	// none, ErrDisabled if it (or its partner) is disabled.
 	CreateKey(ctx context.Context, k Key, digest Digest, ev AuditEvent) error
 	// ListKeys lists the keys of one owner; companyID empty means the partner's own.
 	ListKeys(ctx context.Context, partnerID, companyID string) ([]Key, error)
@@ -248,6 +252,9 @@ func (s *Service) GetCompany(ctx context.Context, partnerID, id string) (Company
 
 // ListCompanies pages through a partner's companies, oldest first.
 func (s *Service) ListCompanies(ctx context.Context, partnerID string, page Page) (CompanyPage, error) {
+	if page.Limit < 1 || page.Limit > 200 {
+		return CompanyPage{}, &ValidationError{Field: "limit", Message: "must be an integer from 1 to 200"}
+	}
 	return s.store.ListCompanies(ctx, partnerID, page)
 }
 

@@ -35,8 +35,9 @@ var SynchronousModes = []string{"OFF", "NORMAL", "FULL", "EXTRA"}
 // maxBatch bounds how many writes one transaction gathers.
 const maxBatch = 256
 
-// ErrClosed is returned for writes submitted after Close.
-var ErrClosed = errors.New("database closed")
+// ErrClosed is returned for writes submitted after Close; callers see it
+// as storage that is unavailable (503 during a shutdown).
+var ErrClosed = fmt.Errorf("%w: database closed", keys.ErrUnavailable)
 
 // Options configure Open.
 type Options struct {

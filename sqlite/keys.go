@@ -143,9 +143,13 @@ func (d *DB) DisablePartner(ctx context.Context, id string, at time.Time, ev key
 }
 
 // CreateCompany implements keys.Store. A duplicate external id of the same
-// partner is keys.ErrConflict.
+// partner is keys.ErrConflict; an unknown partner keys.ErrNotFound and a
+// disabled one keys.ErrDisabled, as for CreateKey.
 func (d *DB) CreateCompany(ctx context.Context, c keys.Company, k keys.Key, digest keys.Digest, evs []keys.AuditEvent) error {
 	return d.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		if err := activeOwner(ctx, tx, c.PartnerID, ""); err != nil {
+			return err
+		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO companies (id, partner_id, name, external_id, status, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
 			c.ID, c.PartnerID, c.Name, c.ExternalID, c.Status, ms(c.CreatedAt)); err != nil {
 			return err
@@ -225,21 +229,8 @@ func (d *DB) DisableCompany(ctx context.Context, partnerID, id string, at time.T
 // CreateKey implements keys.Store.
 func (d *DB) CreateKey(ctx context.Context, k keys.Key, digest keys.Digest, ev keys.AuditEvent) error {
 	return d.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		var status string
-		var err error
-		if k.CompanyID == "" {
-			err = tx.QueryRowContext(ctx, `SELECT status FROM partners WHERE id = ?`, k.PartnerID).Scan(&status)
-		} else {
-			err = tx.QueryRowContext(ctx, `SELECT status FROM companies WHERE partner_id = ? AND id = ?`, k.PartnerID, k.CompanyID).Scan(&status)
-		}
-		if errors.Is(err, sql.ErrNoRows) {
-			return keys.ErrNotFound
-		}
-		if err != nil {
+		if err := activeOwner(ctx, tx, k.PartnerID, k.CompanyID); err != nil {
 			return err
-		}
-		if status != keys.StatusActive {
-			return keys.ErrDisabled
 		}
 		if err := insertKey(ctx, tx, k, digest); err != nil {
 			return err
@@ -358,6 +349,31 @@ func revokeFamilies(ctx context.Context, tx *sql.Tx, at time.Time, reason, where
 	_, err := tx.ExecContext(ctx, `UPDATE refresh_families SET revoked_at = ?, revoke_reason = ? WHERE revoked_at IS NULL AND `+where,
 		append([]any{ms(at), reason}, args...)...)
 	return err
+}
+
+// activeOwner checks that a partner, or a company of it, exists
+// (keys.ErrNotFound) and may act (keys.ErrDisabled): a company of a
+// disabled partner is as disabled as the partner.
+func activeOwner(ctx context.Context, tx *sql.Tx, partnerID, companyID string) error {
+	var status string
+	var err error
+	if companyID == "" {
+		err = tx.QueryRowContext(ctx, `SELECT status FROM partners WHERE id = ?`, partnerID).Scan(&status)
+	} else {
+		err = tx.QueryRowContext(ctx, `SELECT CASE WHEN p.status = 'active' THEN c.status ELSE p.status END
+			FROM companies c JOIN partners p ON p.id = c.partner_id
+			WHERE c.partner_id = ? AND c.id = ?`, partnerID, companyID).Scan(&status)
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return keys.ErrNotFound
+	}
+	if err != nil {
+		return err
+	}
+	if status != keys.StatusActive {
+		return keys.ErrDisabled
+	}
+	return nil
 }
 
 // existsOr returns nil if the query finds a row and keys.ErrNotFound if not.

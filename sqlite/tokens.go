@@ -113,6 +113,9 @@ func readFamily(ctx context.Context, st *sql.Stmt, id string) (tokens.Family, er
 
 // DeleteFamilies implements tokens.FamilyStore.
 func (d *DB) DeleteFamilies(ctx context.Context, before time.Time, limit int) (int, error) {
+	if limit <= 0 {
+		return 0, nil
+	}
 	var n int64
 	err := d.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM refresh_families WHERE id IN (
@@ -160,7 +163,7 @@ func (s *writeStmts) prepare(ctx context.Context, db *sql.DB) error {
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	s.readFamily = prep(`SELECT f.key_id, f.kind, f.principal_id, f.partner_id, COALESCE(f.company_id, ''),
 			f.created_at, f.generation, f.rotated_at, f.expires_at, f.parent_expires_at, f.revoked_at, f.revoke_reason,
-			(k.revoked_at IS NULL AND p.status = 'active' AND (f.company_id IS NULL OR c.status = 'active'))
+			COALESCE(k.revoked_at IS NULL AND p.status = 'active' AND (f.company_id IS NULL OR c.status = 'active'), 0)
 		FROM refresh_families f
 		JOIN api_keys k ON k.id = f.key_id
 		JOIN partners p ON p.id = f.partner_id

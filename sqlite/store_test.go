@@ -1,0 +1,472 @@
+package sqlite_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"keygate/keys"
+	"keygate/sqlite"
+	"keygate/storetest"
+	"keygate/tokens"
+)
+
+func TestStoreContract(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) storetest.Store {
+		return open(t, filepath.Join(t.TempDir(), "k.db"))
+	})
+}
+
+// open opens the database at path and closes it when the test ends.
+func open(t testing.TB, path string) *sqlite.DB {
+	t.Helper()
+	db, err := sqlite.Open(t.Context(), sqlite.Options{Path: path})
+	if err != nil {
+		t.Fatalf("sqlite.Open(%s): %v", path, err)
+	}
+	t.Cleanup(func() {
+		if err := db.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return db
+}
+
+// raw opens the file with the driver itself, to look at what the store
+// keeps from outside it.
+func raw(t *testing.T, path string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("sqlite3", "file:"+path+"?_busy_timeout=5000")
+	if err != nil {
+		t.Fatalf("opening %s: %v", path, err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+type migration struct {
+	Version int
+	Name    string
+	Applied int64
+}
+
+func appliedMigrations(t *testing.T, path string) []migration {
+	t.Helper()
+	rows, err := raw(t, path).Query(`SELECT version, name, applied_at FROM schema_migrations ORDER BY version`)
+	if err != nil {
+		t.Fatalf("reading schema_migrations: %v", err)
+	}
+	defer rows.Close()
+	var out []migration
+	for rows.Next() {
+		var m migration
+		if err := rows.Scan(&m.Version, &m.Name, &m.Applied); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func partner(name string, at time.Time) (keys.Partner, keys.Key, keys.Digest) {
+	p := keys.Partner{ID: keys.NewID("par_"), Name: name, Status: keys.StatusActive, CreatedAt: at}
+	secret := keys.NewAPIKey(keys.PartnerKeyPrefix).Reveal()
+	k := keys.Key{ID: keys.NewID("key_"), PartnerID: p.ID, Hint: keys.Hint(secret), CreatedAt: at}
+	return p, k, keys.DigestOf(secret)
+}
+
+func createPartner(t testing.TB, db *sqlite.DB, name string) keys.Principal {
+	t.Helper()
+	p, k, d := partner(name, time.Now())
+	if err := db.CreatePartner(context.Background(), p, k, d, nil); err != nil {
+		t.Fatalf("CreatePartner: %v", err)
+	}
+	return keys.Principal{Kind: keys.KindPartner, ID: p.ID, PartnerID: p.ID, KeyID: k.ID}
+}
+
+func newFamily(p keys.Principal) tokens.Family {
+	now := time.Now()
+	return tokens.Family{ID: keys.NewID("fam_"), Principal: p, CreatedAt: now, Generation: 1, RotatedAt: now, ExpiresAt: now.Add(time.Hour)}
+}
+
+func TestMigrationsRecordedAndReopenIsNoop(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "k.db")
+	files, err := filepath.Glob("migrations/*.sql")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no migrations found: %v", err)
+	}
+	var want []migration
+	for _, f := range files {
+		base := filepath.Base(f)
+		v, err := strconv.Atoi(strings.SplitN(base, "_", 2)[0])
+		if err != nil {
+			t.Fatalf("migration %s: %v", base, err)
+		}
+		want = append(want, migration{Version: v, Name: base})
+	}
+
+	db, err := sqlite.Open(t.Context(), sqlite.Options{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, k, d := partner("Acme", time.Now())
+	if err := db.CreatePartner(t.Context(), p, k, d, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	first := appliedMigrations(t, path)
+	if len(first) != len(want) {
+		t.Fatalf("schema_migrations = %+v, want one row per file %+v", first, want)
+	}
+	for i := range want {
+		if first[i].Version != want[i].Version || first[i].Name != want[i].Name || first[i].Applied == 0 {
+			t.Errorf("schema_migrations[%d] = %+v, want version %d name %s with a time", i, first[i], want[i].Version, want[i].Name)
+		}
+	}
+
+	db2 := open(t, path)
+	if got := appliedMigrations(t, path); !slices.Equal(got, first) {
+		t.Errorf("reopening changed schema_migrations:\n got %+v\nwant %+v", got, first)
+	}
+	ps, err := db2.ListPartners(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ps) != 1 || ps[0].ID != p.ID {
+		t.Errorf("after reopening, partners = %+v, want just %s", ps, p.ID)
+	}
+	if got, err := db2.LookupKey(t.Context(), d); err != nil || got.KeyID != k.ID {
+		t.Errorf("after reopening, LookupKey = %+v, %v", got, err)
+	}
+}
+
+// Two processes (the server and the CLI) may open one fresh file at once.
+func TestOpenFreshFileConcurrently(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "fresh", "k.db")
+	const n = 4
+	dbs := make([]*sqlite.DB, n)
+	errs := make([]error, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			dbs[i], errs[i] = sqlite.Open(t.Context(), sqlite.Options{Path: path})
+		})
+	}
+	close(start)
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil {
+			t.Errorf("Open %d: %v", i, errs[i])
+			continue
+		}
+		t.Cleanup(func() { dbs[i].Close() })
+	}
+	files, _ := filepath.Glob("migrations/*.sql")
+	if got := appliedMigrations(t, path); len(got) != len(files) {
+		t.Errorf("schema_migrations after concurrent opens = %+v, want %d rows", got, len(files))
+	}
+}
+
+// Two handles on one file, as the server and the CLI have, write at full
+// tilt: neither ever sees "database is locked", and a read-modify-write of
+// one family through both handles loses no update.
+func TestTwoHandlesWriteConcurrently(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "k.db")
+	dbs := []*sqlite.DB{open(t, path), open(t, path)}
+	ctx := t.Context()
+	owner := createPartner(t, dbs[0], "Acme")
+	shared := newFamily(owner)
+	if err := dbs[1].CreateFamily(ctx, shared); err != nil {
+		t.Fatal(err)
+	}
+
+	const writers, rounds = 8, 15
+	var mu sync.Mutex
+	var failures []error
+	var created []string
+	fail := func(err error) {
+		mu.Lock()
+		failures = append(failures, err)
+		mu.Unlock()
+	}
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for h, db := range dbs {
+		for w := range writers {
+			wg.Go(func() {
+				<-start
+				for r := range rounds {
+					p, k, d := partner(fmt.Sprintf("p-%d-%d-%d", h, w, r), time.Now())
+					if err := db.CreatePartner(ctx, p, k, d, nil); err != nil {
+						fail(fmt.Errorf("handle %d CreatePartner: %w", h, err))
+						continue
+					}
+					mu.Lock()
+					created = append(created, p.ID)
+					mu.Unlock()
+					if err := db.CreateFamily(ctx, newFamily(owner)); err != nil {
+						fail(fmt.Errorf("handle %d CreateFamily: %w", h, err))
+					}
+					err := db.UpdateFamily(ctx, shared.ID, func(f *tokens.Family) (tokens.Change, error) {
+						f.Generation++
+						return tokens.Change{Write: true}, nil
+					})
+					if err != nil {
+						fail(fmt.Errorf("handle %d UpdateFamily: %w", h, err))
+					}
+				}
+			})
+		}
+	}
+	close(start)
+	wg.Wait()
+
+	for _, err := range failures {
+		t.Error(err)
+		if errors.Is(err, keys.ErrUnavailable) || strings.Contains(err.Error(), "locked") {
+			t.Errorf("a write hit a lock: %v", err)
+		}
+	}
+	if len(failures) > 0 {
+		t.FailNow()
+	}
+	for h, db := range dbs {
+		ps, err := db.ListPartners(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ps) != len(created)+1 {
+			t.Errorf("handle %d sees %d partners, want %d", h, len(ps), len(created)+1)
+		}
+	}
+	var gen int64
+	if err := dbs[0].UpdateFamily(ctx, shared.ID, func(f *tokens.Family) (tokens.Change, error) {
+		gen = f.Generation
+		return tokens.Change{}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if want := int64(1 + len(dbs)*writers*rounds); gen != want {
+		t.Errorf("generation after %d increments through two handles = %d, want %d", want-1, gen, want)
+	}
+	for h, db := range dbs {
+		if err := db.IntegrityCheck(ctx); err != nil {
+			t.Errorf("handle %d: %v", h, err)
+		}
+	}
+}
+
+func TestIntegrityCheck(t *testing.T) {
+	db := open(t, filepath.Join(t.TempDir(), "k.db"))
+	p := createPartner(t, db, "Acme")
+	for range 20 {
+		if err := db.CreateFamily(t.Context(), newFamily(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.DeleteFamilies(t.Context(), time.Now().Add(2*time.Hour), 10); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.IntegrityCheck(t.Context()); err != nil {
+		t.Errorf("IntegrityCheck: %v", err)
+	}
+}
+
+// Many writes in flight at once, some bound to fail: each failure reaches
+// only its own caller, and every other write of its batch commits.
+func TestGroupCommitFailsOnlyTheFailingWrite(t *testing.T) {
+	db := open(t, filepath.Join(t.TempDir(), "k.db"))
+	ctx := t.Context()
+	p := createPartner(t, db, "Acme")
+	taken := "taken"
+	first := company(p.PartnerID, &taken)
+	if err := db.CreateCompany(ctx, first.Company, first.key, first.digest, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	// A slow write at the head of the line holds the writer, so the writes
+	// below pile up behind it and go out in few, large batches.
+	hold, held := make(chan struct{}), make(chan struct{})
+	blocker := newFamily(p)
+	if err := db.CreateFamily(ctx, blocker); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		err := db.UpdateFamily(ctx, blocker.ID, func(*tokens.Family) (tokens.Change, error) {
+			close(held)
+			<-hold
+			return tokens.Change{}, nil
+		})
+		if err != nil {
+			t.Errorf("blocking UpdateFamily: %v", err)
+		}
+	})
+	<-held
+
+	const n = 100
+	inputs := make([]newCompany, n)
+	errs := make([]error, n)
+	for i := range n {
+		ext := fmt.Sprintf("ext-%d", i)
+		if i%20 == 0 {
+			ext = taken // fails at once: the partner already has it
+		}
+		inputs[i] = company(p.PartnerID, &ext)
+		if i%20 == 10 {
+			// Fails after its company row is written: the key's digest is
+			// taken. The row must go with it.
+			inputs[i].digest = first.digest
+		}
+		wg.Go(func() {
+			c := inputs[i]
+			errs[i] = db.CreateCompany(ctx, c.Company, c.key, c.digest, []keys.AuditEvent{{At: time.Now(), ActorType: "operator", ActorID: "operator", Action: "company.created", TargetType: "company", Target: c.ID, Addr: "local", Outcome: keys.OutcomeSuccess}})
+		})
+	}
+	close(hold)
+	wg.Wait()
+
+	for i, err := range errs {
+		c := inputs[i]
+		_, gerr := db.GetCompany(ctx, p.PartnerID, c.ID)
+		_, lerr := db.LookupKey(ctx, c.digest)
+		if i%10 == 0 {
+			if !errors.Is(err, keys.ErrConflict) {
+				t.Errorf("write %d (duplicate externalId or digest): err = %v, want ErrConflict", i, err)
+			}
+			if !errors.Is(gerr, keys.ErrNotFound) || (i%20 == 0 && !errors.Is(lerr, keys.ErrInvalidKey)) {
+				t.Errorf("write %d failed but left rows behind: GetCompany %v, LookupKey %v", i, gerr, lerr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("write %d: %v", i, err)
+		}
+		if gerr != nil || lerr != nil {
+			t.Errorf("write %d succeeded but its rows are missing: GetCompany %v, LookupKey %v", i, gerr, lerr)
+		}
+	}
+	evs, err := db.ListAudit(ctx, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := len(evs), n-n/10; got != want {
+		t.Errorf("audit events = %d, want %d: one per committed company, none of the failed", got, want)
+	}
+	if err := db.IntegrityCheck(ctx); err != nil {
+		t.Error(err)
+	}
+}
+
+type newCompany struct {
+	keys.Company
+	key    keys.Key
+	digest keys.Digest
+}
+
+func company(partnerID string, externalID *string) newCompany {
+	now := time.Now()
+	c := keys.Company{ID: keys.NewID("com_"), PartnerID: partnerID, Name: "Company", ExternalID: externalID, Status: keys.StatusActive, CreatedAt: now}
+	secret := keys.NewAPIKey(keys.CompanyKeyPrefix).Reveal()
+	k := keys.Key{ID: keys.NewID("key_"), PartnerID: partnerID, CompanyID: c.ID, Hint: keys.Hint(secret), CreatedAt: now}
+	return newCompany{Company: c, key: k, digest: keys.DigestOf(secret)}
+}
+
+// A write whose caller gave up before it started is not made.
+func TestWriteAfterCallerLeft(t *testing.T) {
+	db := open(t, filepath.Join(t.TempDir(), "k.db"))
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	p, k, d := partner("Acme", time.Now())
+	if err := db.CreatePartner(ctx, p, k, d, nil); !errors.Is(err, context.Canceled) {
+		t.Errorf("CreatePartner with a cancelled context: err = %v, want context.Canceled", err)
+	}
+	if _, err := db.LookupKey(t.Context(), d); !errors.Is(err, keys.ErrInvalidKey) {
+		t.Errorf("LookupKey after a cancelled create: err = %v, want ErrInvalidKey", err)
+	}
+}
+
+func TestWriteAfterClose(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "k.db")
+	db, err := sqlite.Open(t.Context(), sqlite.Options{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	p, k, d := partner("Acme", time.Now())
+	if err := db.CreatePartner(t.Context(), p, k, d, nil); !errors.Is(err, sqlite.ErrClosed) {
+		t.Errorf("CreatePartner after Close: err = %v, want ErrClosed", err)
+	}
+}
+
+func TestOpenRefusesUnknownSynchronousMode(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "k.db")
+	if _, err := sqlite.Open(t.Context(), sqlite.Options{Path: path, Synchronous: "SOMETIMES"}); err == nil {
+		t.Fatal("Open accepted synchronous=SOMETIMES")
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a refused Open left a database file behind: %v", err)
+	}
+}
+
+// BenchmarkCreateFamily shows the group commit: with synchronous=FULL every
+// transaction waits for the disk, so the more writes are in flight at once,
+// the more share one commit and the lower ns/op falls below "serial".
+func BenchmarkCreateFamily(b *testing.B) {
+	setup := func(b *testing.B) (*sqlite.DB, keys.Principal) {
+		b.Helper()
+		db, err := sqlite.Open(b.Context(), sqlite.Options{Path: filepath.Join(b.TempDir(), "k.db"), Synchronous: "FULL"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { db.Close() })
+		return db, createPartner(b, db, "Acme")
+	}
+	b.Run("serial", func(b *testing.B) {
+		db, p := setup(b)
+		for b.Loop() {
+			if err := db.CreateFamily(b.Context(), newFamily(p)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	for _, inflight := range []int{8, 64} {
+		b.Run(fmt.Sprintf("inflight=%d", inflight), func(b *testing.B) {
+			db, p := setup(b)
+			// RunParallel starts parallelism × GOMAXPROCS goroutines.
+			b.SetParallelism(max(1, inflight/runtime.GOMAXPROCS(0)))
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := db.CreateFamily(context.Background(), newFamily(p)); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
