@@ -300,20 +300,30 @@ func (s *Service) createKey(ctx context.Context, actor Actor, partnerID, company
 // Authenticate resolves an API key to its principal. Every failure is
 // ErrInvalidKey, and every attempt is audited (with the key's hint only).
 func (s *Service) Authenticate(ctx context.Context, apiKey, addr string) (Principal, error) {
-	now := s.now()
 	if _, err := ParseAPIKey(apiKey); err != nil {
-		s.recordLogin(ctx, now, Principal{}, "malformed", addr, false)
+		s.RecordLogin(ctx, Principal{}, apiKey, addr, false)
 		return Principal{}, ErrInvalidKey
 	}
 	p, err := s.store.LookupKey(ctx, DigestOf(apiKey))
 	if err != nil {
 		if errors.Is(err, ErrInvalidKey) {
-			s.recordLogin(ctx, now, Principal{}, Hint(apiKey), addr, false)
+			s.RecordLogin(ctx, Principal{}, apiKey, addr, false)
 		}
 		return Principal{}, err
 	}
-	s.recordLogin(ctx, now, p, Hint(apiKey), addr, true)
+	s.RecordLogin(ctx, p, apiKey, addr, true)
 	return p, nil
+}
+
+// RecordLogin audits a login attempt, naming the key by its hint only (or
+// "malformed"), and on success notes the key's last use. With a Recorder
+// both are batched; without one they are written at once.
+func (s *Service) RecordLogin(ctx context.Context, p Principal, apiKey, addr string, ok bool) {
+	hint := "malformed"
+	if _, err := ParseAPIKey(apiKey); err == nil {
+		hint = Hint(apiKey)
+	}
+	s.recordLogin(ctx, s.now(), p, hint, addr, ok)
 }
 
 // ActivePrincipal checks that the principal a token names may still act,

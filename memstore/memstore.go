@@ -487,6 +487,11 @@ func (s *Store) ListSigningKeys(context.Context) ([]tokens.SigningKeyRecord, err
 func (s *Store) CreateFamily(_ context.Context, f tokens.Family) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.createFamilyLocked(f)
+}
+
+// createFamilyLocked stores f; the caller holds mu.
+func (s *Store) createFamilyLocked(f tokens.Family) error {
 	if _, ok := s.families[f.ID]; ok {
 		return keys.ErrConflict
 	}
@@ -504,6 +509,22 @@ func (s *Store) CreateFamily(_ context.Context, f tokens.Family) error {
 	}
 	ids[f.ID] = struct{}{}
 	return nil
+}
+
+// StartFamily implements tokens.FamilyStore.
+func (s *Store) StartFamily(ctx context.Context, digest keys.Digest, f tokens.Family) (keys.Principal, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k, ok := s.digests[digest]
+	if !ok || !s.keyActive(k) {
+		return keys.Principal{}, keys.ErrInvalidKey
+	}
+	p := s.principal(k)
+	f.Principal = p
+	if err := s.createFamilyLocked(f); err != nil {
+		return keys.Principal{}, err
+	}
+	return p, nil
 }
 
 // UpdateFamily implements tokens.FamilyStore. decide runs under the store's

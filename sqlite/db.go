@@ -64,8 +64,9 @@ type DB struct {
 	// the next successful one; /ready reports it.
 	failing atomic.Bool
 
-	stmts  readStmts
-	wstmts writeStmts
+	stmts      readStmts
+	wstmts     writeStmts
+	principals principalCache
 }
 
 type writeOp struct {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"sync"
 	"time"
 
 	"keygate/keys"
@@ -76,19 +77,91 @@ func (d *DB) LookupKey(ctx context.Context, digest keys.Digest) (keys.Principal,
 	return p, mapErr(err)
 }
 
-// ActivePrincipal implements keys.Store.
+// ActivePrincipal implements keys.Store. It runs on every authenticated
+// request, so answers are cached for principalTTL: revocations made through
+// this DB (the API) clear the cache at once, those made by another process
+// (the CLI) reach keygate's own endpoints within principalTTL. Logins and
+// refreshes never use the cache.
 func (d *DB) ActivePrincipal(ctx context.Context, want keys.Principal) (keys.Principal, error) {
-	p, err := scanPrincipal(d.stmts.activePrincipal.QueryRowContext(ctx, want.KeyID, want.PartnerID, want.CompanyID))
-	if errors.Is(err, sql.ErrNoRows) {
-		return keys.Principal{}, keys.ErrInactive
+	ck := principalKey{want.KeyID, want.PartnerID, want.CompanyID}
+	p, active, ok := d.principals.get(ck)
+	if !ok {
+		epoch := d.principals.epoch()
+		var err error
+		p, err = scanPrincipal(d.stmts.activePrincipal.QueryRowContext(ctx, want.KeyID, want.PartnerID, want.CompanyID))
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			active = false
+		case err != nil:
+			return keys.Principal{}, mapErr(err)
+		default:
+			active = true
+		}
+		d.principals.put(ck, p, active, epoch)
 	}
-	if err != nil {
-		return keys.Principal{}, mapErr(err)
-	}
-	if p.Kind != want.Kind || p.ID != want.ID {
+	if !active || p.Kind != want.Kind || p.ID != want.ID {
 		return keys.Principal{}, keys.ErrInactive
 	}
 	return p, nil
+}
+
+// principalTTL bounds how long another process's revocation can go unseen
+// by keygate's own authenticated endpoints.
+const principalTTL = time.Second
+
+// maxCachedPrincipals bounds the cache; past it the cache starts afresh.
+const maxCachedPrincipals = 100_000
+
+type principalKey struct{ keyID, partnerID, companyID string }
+
+type cachedPrincipal struct {
+	p       keys.Principal
+	active  bool
+	expires time.Time
+}
+
+// principalCache remembers recent ActivePrincipal answers. The epoch keeps
+// a read that raced with an invalidation from storing a stale answer.
+type principalCache struct {
+	mu    sync.Mutex
+	gen   uint64
+	items map[principalKey]cachedPrincipal
+}
+
+func (c *principalCache) get(k principalKey) (keys.Principal, bool, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.items[k]
+	if !ok || time.Now().After(e.expires) {
+		return keys.Principal{}, false, false
+	}
+	return e.p, e.active, true
+}
+
+func (c *principalCache) epoch() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gen
+}
+
+func (c *principalCache) put(k principalKey, p keys.Principal, active bool, epoch uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if epoch != c.gen {
+		return
+	}
+	if c.items == nil || len(c.items) >= maxCachedPrincipals {
+		c.items = make(map[principalKey]cachedPrincipal)
+	}
+	c.items[k] = cachedPrincipal{p: p, active: active, expires: time.Now().Add(principalTTL)}
+}
+
+// invalidate forgets every answer; call it after a revocation commits.
+func (c *principalCache) invalidate() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	c.items = nil
 }
 
 // CreatePartner implements keys.Store.
@@ -127,6 +200,7 @@ func (d *DB) ListPartners(ctx context.Context) ([]keys.Partner, error) {
 
 // DisablePartner implements keys.Store. Disabling twice is not an error.
 func (d *DB) DisablePartner(ctx context.Context, id string, at time.Time, ev keys.AuditEvent) error {
+	defer d.principals.invalidate()
 	return d.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE partners SET status = 'disabled', disabled_at = ? WHERE id = ? AND status = 'active'`, ms(at), id)
 		if err != nil {
@@ -134,9 +208,6 @@ func (d *DB) DisablePartner(ctx context.Context, id string, at time.Time, ev key
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
 			return existsOr(ctx, tx, `SELECT 1 FROM partners WHERE id = ?`, id)
-		}
-		if err := revokeFamilies(ctx, tx, at, "partner_disabled", `key_id IN (SELECT id FROM api_keys WHERE partner_id = ?)`, id); err != nil {
-			return err
 		}
 		return insertAudit(ctx, tx, []keys.AuditEvent{ev})
 	})
@@ -211,6 +282,7 @@ func (d *DB) ListCompanies(ctx context.Context, partnerID string, page keys.Page
 
 // DisableCompany implements keys.Store.
 func (d *DB) DisableCompany(ctx context.Context, partnerID, id string, at time.Time, ev keys.AuditEvent) error {
+	defer d.principals.invalidate()
 	return d.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE companies SET status = 'disabled', disabled_at = ? WHERE partner_id = ? AND id = ? AND status = 'active'`, ms(at), partnerID, id)
 		if err != nil {
@@ -218,9 +290,6 @@ func (d *DB) DisableCompany(ctx context.Context, partnerID, id string, at time.T
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
 			return existsOr(ctx, tx, `SELECT 1 FROM companies WHERE partner_id = ? AND id = ?`, partnerID, id)
-		}
-		if err := revokeFamilies(ctx, tx, at, "company_disabled", `key_id IN (SELECT id FROM api_keys WHERE partner_id = ? AND company_id = ?)`, partnerID, id); err != nil {
-			return err
 		}
 		return insertAudit(ctx, tx, []keys.AuditEvent{ev})
 	})
@@ -262,8 +331,11 @@ func (d *DB) ListKeys(ctx context.Context, partnerID, companyID string) ([]keys.
 }
 
 // RevokeKey implements keys.Store. The key's refresh-token families are
-// revoked in the same transaction.
+// left as they are: every refresh re-reads the key in its transaction
+// (PrincipalActive) and refuses, which costs no index on key_id that every
+// login would have to update.
 func (d *DB) RevokeKey(ctx context.Context, partnerID, companyID, keyID string, at time.Time, ev keys.AuditEvent) error {
+	defer d.principals.invalidate()
 	return d.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE api_keys SET revoked_at = ?
 			WHERE id = ? AND partner_id = ? AND COALESCE(company_id, '') = ? AND revoked_at IS NULL`, ms(at), keyID, partnerID, companyID)
@@ -272,9 +344,6 @@ func (d *DB) RevokeKey(ctx context.Context, partnerID, companyID, keyID string, 
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
 			return existsOr(ctx, tx, `SELECT 1 FROM api_keys WHERE id = ? AND partner_id = ? AND COALESCE(company_id, '') = ?`, keyID, partnerID, companyID)
-		}
-		if err := revokeFamilies(ctx, tx, at, "key_revoked", `key_id = ?`, keyID); err != nil {
-			return err
 		}
 		return insertAudit(ctx, tx, []keys.AuditEvent{ev})
 	})
@@ -342,13 +411,6 @@ func insertAudit(ctx context.Context, tx *sql.Tx, evs []keys.AuditEvent) error {
 		}
 	}
 	return nil
-}
-
-// revokeFamilies ends every live refresh-token family matching where.
-func revokeFamilies(ctx context.Context, tx *sql.Tx, at time.Time, reason, where string, args ...any) error {
-	_, err := tx.ExecContext(ctx, `UPDATE refresh_families SET revoked_at = ?, revoke_reason = ? WHERE revoked_at IS NULL AND `+where,
-		append([]any{ms(at), reason}, args...)...)
-	return err
 }
 
 // activeOwner checks that a partner, or a company of it, exists

@@ -61,10 +61,17 @@ type Change struct {
 // FamilyStore persists refresh-token families.
 type FamilyStore interface {
 	CreateFamily(ctx context.Context, f Family) error
+	// StartFamily resolves an API key digest to its active principal and
+	// creates f for it, in one write transaction: the login's only round
+	// trip to the store. keys.ErrInvalidKey if the key is unknown, revoked,
+	// or its company or partner disabled; f.Principal is filled in.
+	StartFamily(ctx context.Context, digest keys.Digest, f Family) (keys.Principal, error)
 	// UpdateFamily reads the family inside one write transaction, calls
 	// decide, applies its Change only if the family's generation is still
 	// the one read (a conditional update), commits, and returns decide's
-	// error. keys.ErrNotFound if there is no such family.
+	// error. keys.ErrNotFound if there is no such family. decide runs inside
+	// the store's write transaction (SQLite: on its single writer; memstore:
+	// under its lock): it must be quick and must never call the store.
 	UpdateFamily(ctx context.Context, id string, decide func(f *Family) (Change, error)) error
 	// DeleteFamilies deletes up to limit families that expired or were
 	// revoked before the given time, and reports how many it deleted.
@@ -77,9 +84,9 @@ type Store interface {
 	FamilyStore
 }
 
-// Authenticator resolves API keys and re-checks principals; keys.Service is one.
+// Authenticator audits logins and re-checks principals; keys.Service is one.
 type Authenticator interface {
-	Authenticate(ctx context.Context, apiKey, addr string) (keys.Principal, error)
+	RecordLogin(ctx context.Context, p keys.Principal, apiKey, addr string, ok bool)
 	ActivePrincipal(ctx context.Context, p keys.Principal) (keys.Principal, error)
 }
 
@@ -124,27 +131,32 @@ func NewService(auth Authenticator, store FamilyStore, j *JWT, master MasterKey,
 // Login exchanges an API key for an access token and a new token family.
 // The family row is committed before the pair is returned.
 func (s *Service) Login(ctx context.Context, apiKey, addr string) (Pair, error) {
-	p, err := s.auth.Authenticate(ctx, apiKey, addr)
-	if err != nil {
-		return Pair{}, err
+	if _, err := keys.ParseAPIKey(apiKey); err != nil {
+		s.auth.RecordLogin(ctx, keys.Principal{}, apiKey, addr, false)
+		return Pair{}, keys.ErrInvalidKey
 	}
 	now := s.now()
-	idBytes := make([]byte, familyIDLen)
-	_, _ = rand.Read(idBytes)
+	idBytes := newFamilyID(now)
 	f := Family{
 		ID:              hex.EncodeToString(idBytes),
-		Principal:       p,
 		CreatedAt:       now,
 		Generation:      1,
 		RotatedAt:       now,
 		PrincipalActive: true,
 	}
 	f.ExpiresAt = s.expiry(f, now)
-	jwt, exp, err := s.jwt.Sign(p, now)
+	// One store round trip looks the key up and starts the family; the
+	// token is signed only once that row has committed.
+	p, err := s.store.StartFamily(ctx, keys.DigestOf(apiKey), f)
 	if err != nil {
+		if errors.Is(err, keys.ErrInvalidKey) {
+			s.auth.RecordLogin(ctx, keys.Principal{}, apiKey, addr, false)
+		}
 		return Pair{}, err
 	}
-	if err := s.store.CreateFamily(ctx, f); err != nil {
+	s.auth.RecordLogin(ctx, p, apiKey, addr, true)
+	jwt, exp, err := s.jwt.Sign(p, now)
+	if err != nil {
 		return Pair{}, err
 	}
 	return Pair{JWT: keys.Secret(jwt), ExpiresAt: exp, RefreshToken: s.token(idBytes, 1), RefreshTokenExpiration: f.ExpiresAt}, nil
@@ -274,6 +286,21 @@ func (s *Service) Housekeep(ctx context.Context) (int, error) {
 			return total, err
 		}
 	}
+}
+
+// newFamilyID lays out 48 bits of milliseconds then 80 random bits, as
+// UUIDv7 does: new families sort last, so the store appends to its index
+// instead of touching a random page per login. The id is no secret (the
+// token's MAC is); 80 random bits keep ids of one millisecond apart.
+func newFamilyID(now time.Time) []byte {
+	id := make([]byte, familyIDLen)
+	ms := uint64(now.UnixMilli())
+	for i := 5; i >= 0; i-- {
+		id[i] = byte(ms)
+		ms >>= 8
+	}
+	_, _ = rand.Read(id[6:])
+	return id
 }
 
 // expiry is the earlier of the inactivity and the absolute limit.

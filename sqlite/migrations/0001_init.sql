@@ -39,7 +39,10 @@ CREATE INDEX api_keys_owner ON api_keys (partner_id, company_id);
 
 -- One row per login. The row is the family's only live token: its
 -- generation. A refresh is a conditional update of that generation, so two
--- live tokens in one family cannot exist by construction.
+-- live tokens in one family cannot exist by construction. Ids are
+-- time-ordered, so logins append to the right edge of the primary key; no
+-- index on key_id: a refresh joins the key and its owners instead, and
+-- revoking a key needs no write here.
 CREATE TABLE refresh_families (
     id                TEXT PRIMARY KEY,
     key_id            TEXT NOT NULL REFERENCES api_keys (id),
@@ -56,7 +59,6 @@ CREATE TABLE refresh_families (
     revoke_reason     TEXT
 ) STRICT;
 
-CREATE INDEX refresh_families_key ON refresh_families (key_id);
 CREATE INDEX refresh_families_expiry ON refresh_families (expires_at);
 CREATE INDEX refresh_families_revoked ON refresh_families (revoked_at) WHERE revoked_at IS NOT NULL;
 
