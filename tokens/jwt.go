@@ -3,6 +3,7 @@ package tokens
 import (
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -30,6 +31,27 @@ type Claims struct {
 	PartnerID string `json:"partner_id"`
 	CompanyID string `json:"company_id,omitempty"`
 	KeyID     string `json:"key_id"`
+}
+
+// UnmarshalJSON refuses time claims that are not JSON numbers (RFC 7519
+// NumericDate): golang-jwt would read "exp":"1999999999" as a date. The
+// probe uses the same member names, so it sees what the decoder sees.
+func (c *Claims) UnmarshalJSON(b []byte) error {
+	var times struct {
+		Exp json.RawMessage `json:"exp"`
+		Nbf json.RawMessage `json:"nbf"`
+		Iat json.RawMessage `json:"iat"`
+	}
+	if err := json.Unmarshal(b, &times); err != nil {
+		return err
+	}
+	for _, v := range []json.RawMessage{times.Exp, times.Nbf, times.Iat} {
+		if len(v) > 0 && v[0] != '-' && (v[0] < '0' || v[0] > '9') {
+			return errors.New("time claim is not a number")
+		}
+	}
+	type plain Claims // without this method
+	return json.Unmarshal(b, (*plain)(c))
 }
 
 // Validate checks the claims golang-jwt does not know about; it runs after
@@ -146,7 +168,7 @@ func (j *JWT) Sign(p keys.Principal, now time.Time) (string, time.Time, error) {
 // a known kid, typ at+jwt, iss, aud, exp, nbf and iat within the leeway.
 // Every failure is ErrInvalidToken; the cause is wrapped for the logs.
 func (j *JWT) Verify(raw string) (*Claims, error) {
-	if len(raw) > maxJWTLen || strings.Count(raw, ".") != 2 {
+	if len(raw) > maxJWTLen || strings.Count(raw, ".") != 2 || !base64URLOrDots(raw) {
 		return nil, ErrInvalidToken
 	}
 	claims := new(Claims)
@@ -173,6 +195,19 @@ func (j *JWT) keyFor(t *jwt.Token) (any, error) {
 		return nil, errors.New("unknown kid")
 	}
 	return key, nil
+}
+
+// base64URLOrDots reports whether s holds only base64url characters and
+// dots: the decoder skips CR and LF, which would let one token be written
+// in many ways.
+func base64URLOrDots(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 func newJTI() string {

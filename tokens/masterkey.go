@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,6 +32,12 @@ type MasterKey struct {
 }
 
 func (MasterKey) String() string { return "REDACTED" }
+
+// GoString keeps %#v from printing the derived keys.
+func (MasterKey) GoString() string { return "REDACTED" }
+
+// LogValue implements slog.LogValuer.
+func (MasterKey) LogValue() slog.Value { return slog.StringValue("REDACTED") }
 
 // NewMasterKey accepts a master key of at least MinMasterKeyLen bytes.
 func NewMasterKey(secret string) (MasterKey, error) {

@@ -338,7 +338,12 @@ func publicJWK(pub crypto.PublicKey) (map[string]string, error) {
 	return nil, fmt.Errorf("unsupported public key %T", pub)
 }
 
+// signingMethod returns nil for anything but the algorithms keygate signs
+// with: golang-jwt also knows "none", HS384, PS256 and more.
 func signingMethod(alg string) jwt.SigningMethod {
+	if !slices.Contains(Algorithms, alg) {
+		return nil
+	}
 	return jwt.GetSigningMethod(alg)
 }
 
