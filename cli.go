@@ -51,6 +51,18 @@ func explain(err error) error {
 	return err
 }
 
+// commandGroup makes a command that only holds subcommands. Cobra would
+// print help and exit 0 for an unknown subcommand of it (only the root
+// checks); NoArgs makes that a one-line error and a non-zero exit.
+func commandGroup(use, short string) *cobra.Command {
+	return &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+	}
+}
+
 func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
@@ -58,7 +70,7 @@ func writeJSON(w io.Writer, v any) error {
 }
 
 func (a *app) partnerCommand() *cobra.Command {
-	cmd := &cobra.Command{Use: "partner", Short: "Manage partners and their API keys"}
+	cmd := commandGroup("partner", "Manage partners and their API keys")
 
 	var name string
 	var asJSON bool
@@ -137,7 +149,7 @@ func (a *app) partnerCommand() *cobra.Command {
 }
 
 func (a *app) partnerKeyCommand() *cobra.Command {
-	cmd := &cobra.Command{Use: "key", Short: "Manage a partner's API keys"}
+	cmd := commandGroup("key", "Manage a partner's API keys")
 
 	var partnerID string
 	var asJSON bool
@@ -175,6 +187,11 @@ func (a *app) partnerKeyCommand() *cobra.Command {
 				ks, err := svc.ListPartnerKeys(cmd.Context(), listPartner)
 				if err != nil {
 					return err
+				}
+				if len(ks) == 0 {
+					// A partner is created with its first key and keys are
+					// never deleted: no keys means no such partner.
+					return keys.ErrNotFound
 				}
 				if listJSON {
 					out := make([]map[string]any, 0, len(ks))
@@ -228,7 +245,7 @@ func orDash(v any) any {
 }
 
 func (a *app) signingKeyCommand() *cobra.Command {
-	cmd := &cobra.Command{Use: "signing-key", Short: "Manage JWT signing keys"}
+	cmd := commandGroup("signing-key", "Manage JWT signing keys")
 	rotate := &cobra.Command{
 		Use:   "rotate",
 		Short: "Add a signing key: published at once, signing after tokens.signing_key_activation_delay",

@@ -147,6 +147,17 @@ func loadConfig(path string) (Config, error) {
 			p.bad(k, "unknown key")
 		}
 	}
+	// A misspelt variable would otherwise be ignored without a word.
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		rest, ok := strings.CutPrefix(name, "KEYGATE_")
+		if !ok || name == "KEYGATE_CONFIG" {
+			continue
+		}
+		if !known[envKey(rest, known)] {
+			p.bad(name, "unknown environment variable")
+		}
+	}
 	var c Config
 	c.Server = ServerConfig{
 		Addr:              p.str("server.addr"),
@@ -193,6 +204,17 @@ func loadConfig(path string) (Config, error) {
 		return Config{}, fmt.Errorf("invalid configuration: %s", strings.Join(p.errs, "; "))
 	}
 	return c, nil
+}
+
+// envKey maps the part of a KEYGATE_ variable after the prefix back to its
+// key: the section is the first word, the rest is the key's name.
+func envKey(rest string, known map[string]bool) string {
+	for k := range known {
+		if strings.ToUpper(strings.ReplaceAll(k, ".", "_")) == rest {
+			return k
+		}
+	}
+	return ""
 }
 
 // validate checks what single keys cannot: allowed values and relations.

@@ -110,6 +110,9 @@ func (a *app) serveCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
+			// After the first signal, a second one kills at once instead of
+			// waiting out the drain.
+			context.AfterFunc(ctx, stop)
 			return a.serve(ctx)
 		},
 	}

@@ -3,10 +3,12 @@
 #
 #   scripts/mint-partner-key.sh NAME
 #
-# Uses `keygate` from PATH if there is one, else runs this checkout with
-# `go run`. Configuration comes from the usual places (KEYGATE_CONFIG=FILE,
-# ./config.yaml, KEYGATE_* variables), so point it at the same database as
-# the server, e.g. KEYGATE_DATABASE_PATH=/var/lib/keygate/keygate.db.
+# Uses `keygate` from PATH if there is one, else builds this checkout into a
+# temporary directory and runs that. Either way keygate runs where the
+# operator stands, so configuration comes from the usual places
+# (KEYGATE_CONFIG=FILE, ./config.yaml, KEYGATE_* variables): point it at the
+# same database as the server, e.g.
+# KEYGATE_DATABASE_PATH=/var/lib/keygate/keygate.db.
 set -euo pipefail
 
 if [[ $# -ne 1 || -z "$1" ]]; then
@@ -17,13 +19,14 @@ fi
 if command -v keygate >/dev/null 2>&1; then
 	kg=(keygate)
 else
+	# Build rather than `go run -C`, which would run keygate in the checkout:
+	# it would read the checkout's config.yaml instead of ./config.yaml and
+	# resolve relative paths (KEYGATE_CONFIG, database.path) against it.
 	root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-	kg=(go run -C "$root" .)
-	# go run -C changes directory: keep a relative database path relative to
-	# where the operator stands.
-	if [[ -z "${KEYGATE_DATABASE_PATH:-}" && ! -f config.yaml ]]; then
-		export KEYGATE_DATABASE_PATH="$PWD/data/keygate.db"
-	fi
+	bin="$(mktemp -d)"
+	trap 'rm -rf "$bin"' EXIT
+	go build -C "$root" -o "$bin/keygate" .
+	kg=("$bin/keygate")
 fi
 
 out="$("${kg[@]}" partner create --name "$1" --json)"

@@ -256,8 +256,9 @@ func (s *Service) FamilyOf(raw string) (string, bool) {
 }
 
 // Authorize verifies an access token and checks that its principal may
-// still act: keygate's own endpoints honour revocation at once, while
-// downstream services rely on the token's short lifetime.
+// still act: keygate's own endpoints honour revocation (at once for changes
+// made through this process, within the store's cache lifetime for others),
+// while downstream services rely on the token's short lifetime.
 func (s *Service) Authorize(ctx context.Context, raw string) (Session, error) {
 	claims, err := s.jwt.Verify(raw)
 	if err != nil {
