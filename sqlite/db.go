@@ -67,6 +67,10 @@ type DB struct {
 	stmts      readStmts
 	wstmts     writeStmts
 	principals principalCache
+
+	// commitFault, set only by tests, fails every commit with this error,
+	// the way a full disk or a read-only file does.
+	commitFault atomic.Pointer[sqlite3.Error]
 }
 
 type writeOp struct {
@@ -328,6 +332,10 @@ func (d *DB) runBatch(batch []*writeOp, results []error) error {
 			tx.Rollback()
 			return err
 		}
+	}
+	if fault := d.commitFault.Load(); fault != nil {
+		tx.Rollback()
+		return *fault
 	}
 	if err := tx.Commit(); err != nil {
 		tx.Rollback()
