@@ -18,6 +18,7 @@ import (
 	"io"
 	"io/fs"
 	"maps"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -1726,4 +1727,40 @@ func TestKill9LosesNothingAcknowledged(t *testing.T) {
 	srv2.stop(t)
 	assertIntegrity(t, filepath.Join(dir, "data", "keygate.db"))
 	assertNoSecrets(t, secrets, map[string]string{"killed server log": srv.Logs(), "restarted server log": srv2.Logs()})
+}
+
+// TestServerLimitsOnTheWire checks what only the real http.Server does:
+// oversized headers get 431, and a client that sends half a request header
+// is cut off after server.read_header_timeout.
+func TestServerLimitsOnTheWire(t *testing.T) {
+	dir := t.TempDir()
+	s := startServer(t, dir, e2eEnv("KEYGATE_SERVER_READ_HEADER_TIMEOUT=300ms", "KEYGATE_SERVER_MAX_HEADER_BYTES=4096"))
+
+	status, _, _, err := s.request("GET", "/health", nil, "X-Padding", strings.Repeat("a", 64<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("64 KiB header: status %d, want 431", status)
+	}
+
+	conn, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("GET /health HTTP/1.1\r\nHost: x\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	// The server must close the connection by itself; the deadline only
+	// bounds the test if it does not.
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	start := time.Now()
+	_, err = io.ReadAll(conn)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("half-sent request still open after %s", time.Since(start))
+	}
+	if waited := time.Since(start); waited > 5*time.Second {
+		t.Errorf("half-sent request cut off after %s, want about 300ms", waited)
+	}
 }
