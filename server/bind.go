@@ -129,10 +129,15 @@ func jsonType(t reflect.Type) string {
 	return t.Kind().String()
 }
 
-// truncate keeps hostile member names out of long error messages.
+// truncate keeps hostile member names out of long error messages. It cuts
+// at a character boundary, so the message stays valid UTF-8.
 func truncate(s string) string {
 	if len(s) > 64 {
-		return s[:64] + "..."
+		cut := 64
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		return s[:cut] + "..."
 	}
 	if s == "" {
 		return `""`

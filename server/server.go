@@ -79,7 +79,9 @@ func New(cfg Config, d Deps) (*Server, error) {
 	e.RedirectFixedPath = false
 	e.ContextWithFallback = true
 
-	e.Use(s.requestID, s.recovery, s.accessLog, s.headers, s.limitBody)
+	// accessLog sits outside recovery so that a request whose handler
+	// panicked still gets its access line, with the 500 it was answered with.
+	e.Use(s.requestID, s.accessLog, s.recovery, s.headers, s.limitBody)
 	e.NoRoute(func(c *gin.Context) { s.fail(c, errNoRoute) })
 
 	e.GET("/health", s.health)
@@ -134,6 +136,9 @@ func (s *Server) readiness(c *gin.Context) {
 }
 
 func (s *Server) jwksHandler(c *gin.Context) {
+	// The set is read before the response is marked cacheable, so a failure
+	// to produce it is never kept by shared caches.
+	set := s.jwks()
 	c.Header("Cache-Control", "public, max-age=300")
-	c.Data(http.StatusOK, "application/jwk-set+json", s.jwks())
+	c.Data(http.StatusOK, "application/jwk-set+json", set)
 }

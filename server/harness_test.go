@@ -1,0 +1,485 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"maps"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"keygate/keys"
+	"keygate/server"
+	"keygate/sqlite"
+	"keygate/tokens"
+)
+
+// epoch is the harness clock's start; its milliseconds make the timestamp
+// format checks meaningful.
+var epoch = time.Date(2026, 6, 26, 7, 56, 42, 199_000_000, time.UTC)
+
+// stampPattern is the one timestamp format of the API.
+var stampPattern = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}\+00:00$`)
+
+// Lifetimes the harness configures, mirroring the defaults.
+const (
+	accessTTL   = 15 * time.Minute
+	leeway      = 30 * time.Second
+	refreshTTL  = 720 * time.Hour
+	maxLifetime = 2160 * time.Hour
+	reuseGrace  = 10 * time.Second
+	retention   = 168 * time.Hour
+)
+
+// clock is a manually advanced time source shared by every service.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// logBuffer collects log output written from concurrent requests.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// records parses the JSON log lines.
+func (b *logBuffer) records(t testing.TB) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for line := range strings.Lines(b.String()) {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line is not JSON: %q: %v", line, err)
+		}
+		out = append(out, rec)
+	}
+	return out
+}
+
+// options tune one harness.
+type options struct {
+	cfg       server.Config
+	algorithm string
+	jwks      func(real func() []byte) func() []byte
+	recorder  bool
+}
+
+type option func(*options)
+
+func withLimits(l server.RateLimits) option { return func(o *options) { o.cfg.RateLimits = l } }
+
+func withTrustedProxies(p ...string) option {
+	return func(o *options) { o.cfg.TrustedProxies = p }
+}
+
+func withMaxBody(n int64) option { return func(o *options) { o.cfg.MaxBodyBytes = n } }
+
+func withAlgorithm(alg string) option { return func(o *options) { o.algorithm = alg } }
+
+// withJWKS replaces the JWKS source; wrap receives the keyring's own.
+func withJWKS(wrap func(real func() []byte) func() []byte) option {
+	return func(o *options) { o.jwks = wrap }
+}
+
+// withRecorder batches login audit in a keys.Recorder, as serve does; the
+// harness flushes it on cleanup and in flush.
+func withRecorder() option { return func(o *options) { o.recorder = true } }
+
+// env is the whole stack wired as main.go's serve wires it, on a SQLite
+// file in a temporary directory and a manual clock.
+type env struct {
+	t        testing.TB
+	clock    *clock
+	db       *sqlite.DB
+	ring     *tokens.Keyring
+	keys     *keys.Service
+	tokens   *tokens.Service
+	recorder *keys.Recorder
+	srv      *server.Server
+	handler  http.Handler
+	logs     *logBuffer
+}
+
+func newEnv(t testing.TB, opts ...option) *env {
+	t.Helper()
+	o := options{algorithm: tokens.ES256}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	ctx := context.Background()
+	clk := &clock{t: epoch}
+	logs := &logBuffer{}
+	log := slog.New(server.LogHandler(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+
+	dir := t.TempDir()
+	db, err := sqlite.Open(ctx, sqlite.Options{Path: filepath.Join(dir, "keygate.db"), Logger: log})
+	if err != nil {
+		t.Fatalf("sqlite.Open: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := db.Close(); err != nil {
+			t.Errorf("closing database: %v", err)
+		}
+	})
+	master, err := tokens.LoadOrCreateMasterKeyFile(filepath.Join(dir, "master.key"))
+	if err != nil {
+		t.Fatalf("master key: %v", err)
+	}
+	ring := tokens.NewKeyring(tokens.KeyringConfig{
+		Algorithm:       o.algorithm,
+		HMACSecret:      "an-hmac-secret-of-at-least-32-bytes!",
+		AccessTTL:       accessTTL,
+		Leeway:          leeway,
+		ActivationDelay: time.Hour,
+	}, master, db, clk.Now, log)
+	if err := ring.EnsureKey(ctx); err != nil {
+		t.Fatalf("EnsureKey: %v", err)
+	}
+	if err := ring.Load(ctx); err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	signer, err := tokens.NewJWT(tokens.JWTConfig{
+		Issuer: "keygate", Audience: "r-auth", Algorithm: o.algorithm, AccessTTL: accessTTL, Leeway: leeway,
+	}, ring, clk.Now)
+	if err != nil {
+		t.Fatalf("NewJWT: %v", err)
+	}
+	var recorder *keys.Recorder
+	if o.recorder {
+		recorder = keys.NewRecorder(db, time.Second, log)
+		t.Cleanup(func() { recorder.Flush(ctx) }) // runs before db.Close
+	}
+	keySvc := keys.NewService(db, recorder, clk.Now, log)
+	tokenSvc := tokens.NewService(keySvc, db, signer, master, tokens.RefreshConfig{
+		TTL: refreshTTL, MaxLifetime: maxLifetime, ReuseGrace: reuseGrace, Retention: retention,
+	}, clk.Now)
+	jwks := ring.JWKS
+	if o.jwks != nil {
+		jwks = o.jwks(ring.JWKS)
+	}
+	srv, err := server.New(o.cfg, server.Deps{Keys: keySvc, Tokens: tokenSvc, JWKS: jwks, Ready: db.Ready, Log: log, Now: clk.Now})
+	if err != nil {
+		t.Fatalf("server.New: %v", err)
+	}
+	return &env{
+		t: t, clock: clk, db: db, ring: ring, keys: keySvc, tokens: tokenSvc, recorder: recorder,
+		srv: srv, handler: srv.Handler(), logs: logs,
+	}
+}
+
+// defaultAddr is the TCP peer of requests that do not name one.
+const defaultAddr = "192.0.2.10:40000"
+
+// request is one HTTP request to the handler.
+type request struct {
+	method      string
+	path        string
+	body        string
+	contentType string // application/json when body is set and this is empty
+	token       string // sent in R-Auth when set
+	remote      string // TCP peer, defaultAddr when empty
+	header      http.Header
+}
+
+func (e *env) do(r request) *httptest.ResponseRecorder {
+	e.t.Helper()
+	var body io.Reader
+	if r.body != "" {
+		body = strings.NewReader(r.body)
+	}
+	req := httptest.NewRequest(r.method, r.path, body)
+	if r.body != "" {
+		ct := r.contentType
+		if ct == "" {
+			ct = "application/json"
+		}
+		req.Header.Set("Content-Type", ct)
+	} else if r.contentType != "" {
+		req.Header.Set("Content-Type", r.contentType)
+	}
+	if r.token != "" {
+		req.Header.Set("R-Auth", r.token)
+	}
+	for k, vs := range r.header {
+		for _, v := range vs {
+			req.Header.Add(k, v)
+		}
+	}
+	req.RemoteAddr = defaultAddr
+	if r.remote != "" {
+		req.RemoteAddr = r.remote
+	}
+	return e.serve(req)
+}
+
+func (e *env) serve(req *http.Request) *httptest.ResponseRecorder {
+	rec := httptest.NewRecorder()
+	e.handler.ServeHTTP(rec, req)
+	return rec
+}
+
+func (e *env) get(path, token string) *httptest.ResponseRecorder {
+	e.t.Helper()
+	return e.do(request{method: http.MethodGet, path: path, token: token})
+}
+
+func (e *env) post(path, body, token string) *httptest.ResponseRecorder {
+	e.t.Helper()
+	return e.do(request{method: http.MethodPost, path: path, body: body, token: token})
+}
+
+func (e *env) delete(path, token string) *httptest.ResponseRecorder {
+	e.t.Helper()
+	return e.do(request{method: http.MethodDelete, path: path, token: token})
+}
+
+// jsonString quotes s as a JSON string.
+func jsonString(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+func loginBody(apiKey string) string { return `{"apiKey":` + jsonString(apiKey) + `}` }
+
+func refreshBody(rt string) string { return `{"refreshToken":` + jsonString(rt) + `}` }
+
+// partner mints a partner as the operator CLI does and returns it with its key.
+func (e *env) partner(name string) (keys.Partner, string) {
+	e.t.Helper()
+	p, k, err := e.keys.CreatePartner(context.Background(), keys.Operator, name)
+	if err != nil {
+		e.t.Fatalf("CreatePartner: %v", err)
+	}
+	return p, k.APIKey.Reveal()
+}
+
+// tokenPair is the body of a login or refresh.
+type tokenPair struct {
+	JWT                    string `json:"jwt"`
+	ExpirationDate         string `json:"expirationDate"`
+	RefreshToken           string `json:"refreshToken"`
+	RefreshTokenExpiration string `json:"refreshTokenExpiration"`
+}
+
+func (e *env) login(apiKey string) tokenPair {
+	e.t.Helper()
+	rec := e.post("/api/v1/auth/login", loginBody(apiKey), "")
+	if rec.Code != http.StatusOK {
+		e.t.Fatalf("login: status %d, body %s", rec.Code, rec.Body)
+	}
+	return decodeInto[tokenPair](e.t, rec)
+}
+
+func (e *env) refresh(rt string) tokenPair {
+	e.t.Helper()
+	rec := e.post("/api/v1/auth/refresh", refreshBody(rt), "")
+	if rec.Code != http.StatusOK {
+		e.t.Fatalf("refresh: status %d, body %s", rec.Code, rec.Body)
+	}
+	return decodeInto[tokenPair](e.t, rec)
+}
+
+// createdCompany is the body of POST /api/v1/companies.
+type createdCompany struct {
+	ID         string  `json:"id"`
+	Name       string  `json:"name"`
+	ExternalID *string `json:"externalId"`
+	PartnerID  string  `json:"partnerId"`
+	CreatedAt  string  `json:"createdAt"`
+	Status     string  `json:"status"`
+	APIKey     string  `json:"apiKey"`
+	KeyID      string  `json:"keyId"`
+}
+
+type company struct {
+	ID         string  `json:"id"`
+	Name       string  `json:"name"`
+	ExternalID *string `json:"externalId"`
+	PartnerID  string  `json:"partnerId"`
+	CreatedAt  string  `json:"createdAt"`
+	Status     string  `json:"status"`
+}
+
+func (e *env) createCompany(partnerJWT, body string) createdCompany {
+	e.t.Helper()
+	rec := e.post("/api/v1/companies", body, partnerJWT)
+	if rec.Code != http.StatusCreated {
+		e.t.Fatalf("create company %s: status %d, body %s", body, rec.Code, rec.Body)
+	}
+	return decodeInto[createdCompany](e.t, rec)
+}
+
+// audit returns the whole audit trail, oldest first, after flushing the
+// recorder if there is one.
+func (e *env) audit() []keys.AuditEvent {
+	e.t.Helper()
+	if e.recorder != nil {
+		e.recorder.Flush(context.Background())
+	}
+	evs, err := e.keys.ListAudit(context.Background(), time.Time{})
+	if err != nil {
+		e.t.Fatalf("ListAudit: %v", err)
+	}
+	return evs
+}
+
+// decodeInto decodes a JSON response body, refusing members T lacks.
+func decodeInto[T any](t testing.TB, rec *httptest.ResponseRecorder) T {
+	t.Helper()
+	var v T
+	dec := json.NewDecoder(bytes.NewReader(rec.Body.Bytes()))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&v); err != nil {
+		t.Fatalf("decoding %s: %v", rec.Body, err)
+	}
+	return v
+}
+
+// members returns the sorted member names of a JSON object body.
+func members(t testing.TB, body []byte) []string {
+	t.Helper()
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(body, &m); err != nil {
+		t.Fatalf("body %s is not a JSON object: %v", body, err)
+	}
+	return slices.Sorted(maps.Keys(m))
+}
+
+// wantMembers fails unless body is an object with exactly the given members.
+func wantMembers(t testing.TB, body []byte, want ...string) {
+	t.Helper()
+	got := members(t, body)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("members = %v, want %v (body %s)", got, want, body)
+	}
+}
+
+// wantError checks status and the documented error shape, and returns the
+// message.
+func wantError(t testing.TB, rec *httptest.ResponseRecorder, status int, code string) string {
+	t.Helper()
+	if rec.Code != status {
+		t.Fatalf("status = %d, want %d (body %s)", rec.Code, status, rec.Body)
+	}
+	if ct := rec.Header().Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+		t.Fatalf("Content-Type = %q, want application/json", ct)
+	}
+	wantMembers(t, rec.Body.Bytes(), "error", "message")
+	var body struct{ Error, Message string }
+	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
+		t.Fatal(err)
+	}
+	if body.Error != code || body.Message == "" {
+		t.Fatalf("error = %q message %q, want code %q and a message", body.Error, body.Message, code)
+	}
+	return body.Message
+}
+
+// wantStatus fails unless the response has the given status.
+func wantStatus(t testing.TB, rec *httptest.ResponseRecorder, status int) {
+	t.Helper()
+	if rec.Code != status {
+		t.Fatalf("status = %d, want %d (body %s)", rec.Code, status, rec.Body)
+	}
+}
+
+// wantStamp fails unless v is a timestamp in the API's exact format.
+func wantStamp(t testing.TB, field, v string) time.Time {
+	t.Helper()
+	if !stampPattern.MatchString(v) {
+		t.Fatalf("%s = %q, not in the format 2026-06-26T07:56:42.199+00:00", field, v)
+	}
+	at, err := time.Parse("2006-01-02T15:04:05.000-07:00", v)
+	if err != nil {
+		t.Fatalf("%s = %q: %v", field, v, err)
+	}
+	return at
+}
+
+// claims decodes a JWT's payload without verifying it; verification is the
+// server's job and is tested through /auth/me.
+func claims(t testing.TB, jwt string) map[string]any {
+	t.Helper()
+	parts := strings.Split(jwt, ".")
+	if len(parts) != 3 {
+		t.Fatalf("not a JWT: %q", jwt)
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatalf("JWT payload: %v", err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatalf("JWT payload: %v", err)
+	}
+	return m
+}
+
+// flip changes the byte at i to another base62 character.
+func flip(s string, i int) string {
+	b := []byte(s)
+	if b[i] == 'a' {
+		b[i] = 'b'
+	} else {
+		b[i] = 'a'
+	}
+	return string(b)
+}
+
+func partnerKeyID(t *testing.T, e *env, partnerID string) string {
+	t.Helper()
+	ks, err := e.keys.ListPartnerKeys(context.Background(), partnerID)
+	if err != nil || len(ks) == 0 {
+		t.Fatalf("ListPartnerKeys: %v %v", ks, err)
+	}
+	return ks[0].ID
+}
+
+// tenant is a partner with a logged-in session.
+type tenant struct {
+	partner keys.Partner
+	apiKey  string
+	pair    tokenPair
+}
+
+func (e *env) tenant(name string) tenant {
+	e.t.Helper()
+	p, k := e.partner(name)
+	return tenant{partner: p, apiKey: k, pair: e.login(k)}
+}
