@@ -51,20 +51,18 @@ func (s *Server) login(c *gin.Context) {
 	if !s.bind(c, &req) {
 		return
 	}
-	addr := clientKey(c.ClientIP())
-	if ok, wait := s.limits.failures.check(addr); !ok {
-		s.rateLimited(c, wait)
-		return
-	}
 	if ok, wait := s.limits.login.allow(secretKey(*req.APIKey)); !ok {
 		s.rateLimited(c, wait)
 		return
 	}
+	try, ok, wait := s.limits.failures.begin(clientKey(c.ClientIP()))
+	if !ok {
+		s.rateLimited(c, wait)
+		return
+	}
 	pair, err := s.tokens.Login(c.Request.Context(), *req.APIKey, c.ClientIP())
+	try.end(credentialFailure(err))
 	if err != nil {
-		if credentialFailure(err) {
-			s.limits.failures.spend(addr)
-		}
 		s.fail(c, err)
 		return
 	}
@@ -76,22 +74,20 @@ func (s *Server) refresh(c *gin.Context) {
 	if !s.bind(c, &req) {
 		return
 	}
-	addr := clientKey(c.ClientIP())
-	if ok, wait := s.limits.failures.check(addr); !ok {
-		s.rateLimited(c, wait)
-		return
-	}
 	if family, ok := s.tokens.FamilyOf(*req.RefreshToken); ok {
 		if ok, wait := s.limits.refresh.allow(family); !ok {
 			s.rateLimited(c, wait)
 			return
 		}
 	}
+	try, ok, wait := s.limits.failures.begin(clientKey(c.ClientIP()))
+	if !ok {
+		s.rateLimited(c, wait)
+		return
+	}
 	pair, err := s.tokens.Refresh(c.Request.Context(), *req.RefreshToken, c.ClientIP())
+	try.end(credentialFailure(err))
 	if err != nil {
-		if credentialFailure(err) {
-			s.limits.failures.spend(addr)
-		}
 		s.fail(c, err)
 		return
 	}

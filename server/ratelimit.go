@@ -59,19 +59,48 @@ func (l *limiters) allow(key string) (bool, time.Duration) {
 	return false, l.wait(b, now)
 }
 
-// check reports whether key has a token left without spending it.
-func (l *limiters) check(key string) (bool, time.Duration) {
+// attempt is a login or refresh in flight against the failure budget.
+type attempt struct {
+	l   *limiters
+	key string
+	r   *rate.Reservation // nil: the address had no recent failure
+}
+
+// begin admits an attempt that may fail. An address with no recent
+// failure passes freely, so a partner logging in for hundreds of companies
+// at once is never held back; once an address has failed, every attempt
+// holds a token until it ends, so a burst of concurrent guesses cannot all
+// slip past one check before the first failure is counted.
+func (l *limiters) begin(key string) (attempt, bool, time.Duration) {
 	if l == nil || l.perMinute <= 0 {
-		return true, 0
+		return attempt{}, true, 0
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
 	b, ok := l.buckets[key]
-	if !ok || b.lim.TokensAt(now) >= 1 {
-		return true, 0
+	if !ok || b.lim.TokensAt(now) >= float64(b.lim.Burst()) {
+		return attempt{l: l, key: key}, true, 0
 	}
-	return false, l.wait(b, now)
+	b.last = now
+	r := b.lim.ReserveN(now, 1)
+	if d := r.DelayFrom(now); !r.OK() || d > 0 {
+		r.CancelAt(now)
+		return attempt{}, false, d
+	}
+	return attempt{l: l, key: key, r: r}, true, 0
+}
+
+// end settles an attempt: a failure keeps (or takes) its token, a success
+// gives the held token back.
+func (a attempt) end(failed bool) {
+	switch {
+	case a.l == nil:
+	case a.r != nil && !failed:
+		a.r.CancelAt(a.l.now())
+	case a.r == nil && failed:
+		a.l.spend(a.key)
+	}
 }
 
 // spend takes one token from key, if it has one.

@@ -24,8 +24,8 @@ func TestLimitersStayBounded(t *testing.T) {
 		if n := l.len(); n > maxTracked {
 			t.Fatalf("after %d keys: %d buckets tracked, cap %d", i+1, n, maxTracked)
 		}
-		// check never creates a bucket, so probing cannot grow memory.
-		l.check(fmt.Sprintf("probe-%d", i))
+		// begin never creates a bucket, so probing cannot grow memory.
+		l.begin(fmt.Sprintf("probe-%d", i))
 		now = now.Add(time.Millisecond)
 	}
 	if n := l.len(); n < maxTracked*9/10 {
@@ -33,17 +33,17 @@ func TestLimitersStayBounded(t *testing.T) {
 	}
 }
 
-// TestLimiterCheckTracksNothing: the pre-check of every login and refresh
-// must not create buckets, or probing alone would fill the table.
-func TestLimiterCheckTracksNothing(t *testing.T) {
+// TestLimiterBeginTracksNothing: admitting a login or refresh must not
+// create buckets, or probing alone would fill the table.
+func TestLimiterBeginTracksNothing(t *testing.T) {
 	l := newLimiters(5, 100, time.Now)
 	for i := range 50 {
-		if ok, _ := l.check(fmt.Sprint(i)); !ok {
+		if _, ok, _ := l.begin(fmt.Sprint(i)); !ok {
 			t.Fatalf("an unseen key %d was refused", i)
 		}
 	}
 	if n := l.len(); n != 0 {
-		t.Errorf("check created %d buckets", n)
+		t.Errorf("begin created %d buckets", n)
 	}
 }
 
