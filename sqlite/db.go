@@ -67,6 +67,7 @@ type DB struct {
 	stmts      readStmts
 	wstmts     writeStmts
 	principals principalCache
+	keyCache   keyCache // the writer goroutine's alone
 
 	// commitFault, set only by tests, fails every commit with this error,
 	// the way a full disk or a read-only file does.
@@ -283,6 +284,10 @@ func (d *DB) runBatch(batch []*writeOp, results []error) error {
 	ctx := context.Background()
 	tx, err := d.write.BeginTx(ctx, nil)
 	if err != nil {
+		return err
+	}
+	if err := d.keyCache.sync(ctx, tx, d.wstmts.dataVersion); err != nil {
+		tx.Rollback()
 		return err
 	}
 	alone := len(batch) == 1

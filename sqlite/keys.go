@@ -202,6 +202,7 @@ func (d *DB) ListPartners(ctx context.Context) ([]keys.Partner, error) {
 func (d *DB) DisablePartner(ctx context.Context, id string, at time.Time, ev keys.AuditEvent) error {
 	defer d.principals.invalidate()
 	return d.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		d.keyCache.forget()
 		res, err := tx.ExecContext(ctx, `UPDATE partners SET status = 'disabled', disabled_at = ? WHERE id = ? AND status = 'active'`, ms(at), id)
 		if err != nil {
 			return err
@@ -284,6 +285,7 @@ func (d *DB) ListCompanies(ctx context.Context, partnerID string, page keys.Page
 func (d *DB) DisableCompany(ctx context.Context, partnerID, id string, at time.Time, ev keys.AuditEvent) error {
 	defer d.principals.invalidate()
 	return d.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		d.keyCache.forget()
 		res, err := tx.ExecContext(ctx, `UPDATE companies SET status = 'disabled', disabled_at = ? WHERE partner_id = ? AND id = ? AND status = 'active'`, ms(at), partnerID, id)
 		if err != nil {
 			return err
@@ -337,6 +339,7 @@ func (d *DB) ListKeys(ctx context.Context, partnerID, companyID string) ([]keys.
 func (d *DB) RevokeKey(ctx context.Context, partnerID, companyID, keyID string, at time.Time, ev keys.AuditEvent) error {
 	defer d.principals.invalidate()
 	return d.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		d.keyCache.forget()
 		res, err := tx.ExecContext(ctx, `UPDATE api_keys SET revoked_at = ?
 			WHERE id = ? AND partner_id = ? AND COALESCE(company_id, '') = ? AND revoked_at IS NULL`, ms(at), keyID, partnerID, companyID)
 		if err != nil {

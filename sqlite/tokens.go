@@ -52,21 +52,26 @@ func (d *DB) CreateFamily(ctx context.Context, f tokens.Family) error {
 }
 
 // StartFamily implements tokens.FamilyStore. The lookup runs on the
-// writer's connection, whose page cache stays warm (a pooled reader's is
-// reset by every commit), and adds no round trip to the login.
+// writer (through its exact keyCache, else its connection, whose page cache
+// stays warm where a pooled reader's is reset by every commit), and adds no
+// round trip to the login.
 func (d *DB) StartFamily(ctx context.Context, digest keys.Digest, f tokens.Family) (keys.Principal, error) {
 	var p keys.Principal
 	err := d.doSingle(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		var err error
-		p, err = scanPrincipal(tx.StmtContext(ctx, d.wstmts.lookupKey).QueryRowContext(ctx, digest[:]))
-		if errors.Is(err, sql.ErrNoRows) {
-			return keys.ErrInvalidKey
-		}
-		if err != nil {
-			return err
+		var ok bool
+		if p, ok = d.keyCache.byDigest[digest]; !ok {
+			var err error
+			p, err = scanPrincipal(tx.StmtContext(ctx, d.wstmts.lookupKey).QueryRowContext(ctx, digest[:]))
+			if errors.Is(err, sql.ErrNoRows) {
+				return keys.ErrInvalidKey
+			}
+			if err != nil {
+				return err
+			}
+			d.keyCache.remember(digest, p)
 		}
 		f.Principal = p
-		_, err = tx.StmtContext(ctx, d.wstmts.createFamily).ExecContext(ctx,
+		_, err := tx.StmtContext(ctx, d.wstmts.createFamily).ExecContext(ctx,
 			f.ID, p.KeyID, string(p.Kind), p.ID, p.PartnerID,
 			nullString(p.CompanyID), ms(f.CreatedAt), f.Generation, ms(f.RotatedAt), ms(f.ExpiresAt))
 		return err
@@ -88,6 +93,17 @@ func (d *DB) UpdateFamily(ctx context.Context, id string, decide func(f *tokens.
 		if err != nil {
 			return err
 		}
+		active, ok := d.keyCache.activeKey[f.Principal.KeyID]
+		if !ok {
+			err := tx.StmtContext(ctx, d.wstmts.keyActive).QueryRowContext(ctx, f.Principal.KeyID, f.Principal.PartnerID, f.Principal.CompanyID).Scan(&active)
+			if errors.Is(err, sql.ErrNoRows) {
+				active = false
+			} else if err != nil {
+				return err
+			}
+			d.keyCache.activeKey[f.Principal.KeyID] = active
+		}
+		f.PrincipalActive = active
 		read := f.Generation
 		change, derr := decide(&f)
 		decision = derr
@@ -119,8 +135,7 @@ func readFamily(ctx context.Context, st *sql.Stmt, id string) (tokens.Family, er
 	var reason sql.NullString
 	err := st.QueryRowContext(ctx, id).Scan(
 		&f.Principal.KeyID, &kind, &f.Principal.ID, &f.Principal.PartnerID, &companyID,
-		&created, &f.Generation, &rotated, &expires, &parentExpires, &revoked, &reason,
-		&f.PrincipalActive)
+		&created, &f.Generation, &rotated, &expires, &parentExpires, &revoked, &reason)
 	if errors.Is(err, sql.ErrNoRows) {
 		return tokens.Family{}, keys.ErrNotFound
 	}
@@ -168,8 +183,9 @@ func nullTime(t time.Time) sql.NullInt64 {
 // writeStmts are the statements on the hot write paths, prepared once on
 // the writer's connection.
 type writeStmts struct {
-	savepoint, release                                *sql.Stmt
+	savepoint, release, dataVersion                   *sql.Stmt
 	lookupKey, createFamily, readFamily, updateFamily *sql.Stmt
+	keyActive                                         *sql.Stmt
 }
 
 func (s *writeStmts) prepare(ctx context.Context, db *sql.DB) error {
@@ -188,14 +204,14 @@ func (s *writeStmts) prepare(ctx context.Context, db *sql.DB) error {
 	s.createFamily = prep(`INSERT INTO refresh_families
 		(id, key_id, kind, principal_id, partner_id, company_id, created_at, generation, rotated_at, expires_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-	s.readFamily = prep(`SELECT f.key_id, f.kind, f.principal_id, f.partner_id, COALESCE(f.company_id, ''),
-			f.created_at, f.generation, f.rotated_at, f.expires_at, f.parent_expires_at, f.revoked_at, f.revoke_reason,
-			COALESCE(k.revoked_at IS NULL AND p.status = 'active' AND (f.company_id IS NULL OR c.status = 'active'), 0)
-		FROM refresh_families f
-		JOIN api_keys k ON k.id = f.key_id
-		JOIN partners p ON p.id = f.partner_id
-		LEFT JOIN companies c ON c.id = f.company_id
-		WHERE f.id = ?`)
+	s.readFamily = prep(`SELECT key_id, kind, principal_id, partner_id, COALESCE(company_id, ''),
+			created_at, generation, rotated_at, expires_at, parent_expires_at, revoked_at, revoke_reason
+		FROM refresh_families WHERE id = ?`)
+	s.keyActive = prep(`SELECT 1 FROM api_keys k
+		JOIN partners p ON p.id = k.partner_id
+		LEFT JOIN companies c ON c.id = k.company_id
+		WHERE k.id = ? AND k.partner_id = ? AND COALESCE(k.company_id, '') = ?` + activeCondition)
+	s.dataVersion = prep(`PRAGMA data_version`)
 	s.updateFamily = prep(`UPDATE refresh_families
 		SET generation = ?, rotated_at = ?, expires_at = ?, parent_expires_at = ?, revoked_at = ?, revoke_reason = ?
 		WHERE id = ? AND generation = ?`)
@@ -203,9 +219,52 @@ func (s *writeStmts) prepare(ctx context.Context, db *sql.DB) error {
 }
 
 func (s *writeStmts) close() {
-	for _, st := range []*sql.Stmt{s.savepoint, s.release, s.lookupKey, s.createFamily, s.readFamily, s.updateFamily} {
+	for _, st := range []*sql.Stmt{s.savepoint, s.release, s.dataVersion, s.lookupKey, s.createFamily, s.readFamily, s.updateFamily, s.keyActive} {
 		if st != nil {
 			st.Close()
 		}
 	}
+}
+
+// keyCache remembers, for the writer goroutine alone, which key digests
+// belong to which active principal and which keys may act, so that logins
+// and refreshes skip the join. It is exact, not a guess: revocations made
+// through this DB forget everything in the same op, and every batch starts
+// by comparing PRAGMA data_version, which moves whenever another connection
+// (the CLI, another process) has committed; inside the batch's immediate
+// transaction nobody else can commit.
+type keyCache struct {
+	dataVersion int64
+	byDigest    map[keys.Digest]keys.Principal
+	activeKey   map[string]bool
+}
+
+// maxCachedKeys bounds the cache; past it, it starts afresh.
+const maxCachedKeys = 100_000
+
+func (c *keyCache) forget() {
+	c.byDigest = make(map[keys.Digest]keys.Principal)
+	c.activeKey = make(map[string]bool)
+}
+
+func (c *keyCache) remember(d keys.Digest, p keys.Principal) {
+	if len(c.byDigest) >= maxCachedKeys || len(c.activeKey) >= maxCachedKeys {
+		c.forget()
+	}
+	c.byDigest[d] = p
+	c.activeKey[p.KeyID] = true
+}
+
+// sync forgets everything if another connection has committed since the
+// last batch. It runs first in every batch transaction.
+func (c *keyCache) sync(ctx context.Context, tx *sql.Tx, st *sql.Stmt) error {
+	var v int64
+	if err := tx.StmtContext(ctx, st).QueryRowContext(ctx).Scan(&v); err != nil {
+		return err
+	}
+	if v != c.dataVersion || c.byDigest == nil {
+		c.dataVersion = v
+		c.forget()
+	}
+	return nil
 }
