@@ -198,7 +198,7 @@ func startKeygate(bin, dir string) (*target, error) {
 		return nil, err
 	}
 	cmd := exec.Command(bin, "serve")
-	cmd.Env, cmd.Dir = append(env, "KEYGATE_LOG_LEVEL=info"), dir
+	cmd.Env, cmd.Dir = append(env, "KEYGATE_LOG_LEVEL=info"), dir // the default, access log included
 	addr, err := startAndWait(cmd, func(line string) (string, bool) {
 		var rec struct{ Msg, Addr string }
 		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "keygate listening" {
