@@ -415,6 +415,34 @@ func mapErr(err error) error {
 	return err
 }
 
+// stmts prepares a set of statements on one pool, keeping the first error
+// and every statement made, so that they close together.
+type stmts struct {
+	err  error
+	made []*sql.Stmt
+}
+
+func (s *stmts) preparer(ctx context.Context, db *sql.DB) func(q string) *sql.Stmt {
+	return func(q string) *sql.Stmt {
+		if s.err != nil {
+			return nil
+		}
+		st, err := db.PrepareContext(ctx, q)
+		if err != nil {
+			s.err = err
+			return nil
+		}
+		s.made = append(s.made, st)
+		return st
+	}
+}
+
+func (s *stmts) close() {
+	for _, st := range s.made {
+		st.Close()
+	}
+}
+
 func ms(t time.Time) int64 { return t.UnixMilli() }
 
 func fromMS(v int64) time.Time { return time.UnixMilli(v).UTC() }

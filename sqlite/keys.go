@@ -14,6 +14,7 @@ var _ keys.Store = (*DB)(nil)
 
 // readStmts are the statements on the hot read paths, prepared once.
 type readStmts struct {
+	stmts
 	lookupKey       *sql.Stmt
 	activePrincipal *sql.Stmt
 	getCompany      *sql.Stmt
@@ -30,28 +31,12 @@ const activeCondition = ` AND k.revoked_at IS NULL AND p.status = 'active' AND (
 const companyColumns = `SELECT seq, id, partner_id, name, external_id, status, created_at FROM companies`
 
 func (s *readStmts) prepare(ctx context.Context, db *sql.DB) error {
-	var err error
-	prep := func(q string) *sql.Stmt {
-		if err != nil {
-			return nil
-		}
-		var st *sql.Stmt
-		st, err = db.PrepareContext(ctx, q)
-		return st
-	}
+	prep := s.stmts.preparer(ctx, db)
 	s.lookupKey = prep(principalColumns + ` WHERE k.digest = ?` + activeCondition)
 	s.activePrincipal = prep(principalColumns + ` WHERE k.id = ? AND k.partner_id = ? AND COALESCE(k.company_id, '') = ?` + activeCondition)
 	s.getCompany = prep(companyColumns + ` WHERE partner_id = ? AND id = ?`)
 	s.listCompanies = prep(companyColumns + ` WHERE partner_id = ? AND seq > ? ORDER BY seq LIMIT ?`)
-	return err
-}
-
-func (s *readStmts) close() {
-	for _, st := range []*sql.Stmt{s.lookupKey, s.activePrincipal, s.getCompany, s.listCompanies} {
-		if st != nil {
-			st.Close()
-		}
-	}
+	return s.stmts.err
 }
 
 func scanPrincipal(row *sql.Row) (keys.Principal, error) {

@@ -183,21 +183,14 @@ func nullTime(t time.Time) sql.NullInt64 {
 // writeStmts are the statements on the hot write paths, prepared once on
 // the writer's connection.
 type writeStmts struct {
+	stmts
 	savepoint, release, dataVersion                   *sql.Stmt
 	lookupKey, createFamily, readFamily, updateFamily *sql.Stmt
 	keyActive                                         *sql.Stmt
 }
 
 func (s *writeStmts) prepare(ctx context.Context, db *sql.DB) error {
-	var err error
-	prep := func(q string) *sql.Stmt {
-		if err != nil {
-			return nil
-		}
-		var st *sql.Stmt
-		st, err = db.PrepareContext(ctx, q)
-		return st
-	}
+	prep := s.stmts.preparer(ctx, db)
 	s.savepoint = prep(`SAVEPOINT op`)
 	s.release = prep(`RELEASE op`)
 	s.lookupKey = prep(principalColumns + ` WHERE k.digest = ?` + activeCondition)
@@ -215,15 +208,7 @@ func (s *writeStmts) prepare(ctx context.Context, db *sql.DB) error {
 	s.updateFamily = prep(`UPDATE refresh_families
 		SET generation = ?, rotated_at = ?, expires_at = ?, parent_expires_at = ?, revoked_at = ?, revoke_reason = ?
 		WHERE id = ? AND generation = ?`)
-	return err
-}
-
-func (s *writeStmts) close() {
-	for _, st := range []*sql.Stmt{s.savepoint, s.release, s.dataVersion, s.lookupKey, s.createFamily, s.readFamily, s.updateFamily, s.keyActive} {
-		if st != nil {
-			st.Close()
-		}
-	}
+	return s.stmts.err
 }
 
 // keyCache remembers, for the writer goroutine alone, which key digests
