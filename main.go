@@ -202,7 +202,7 @@ func (a *app) serve(ctx context.Context) error {
 		return err
 	case <-ctx.Done():
 	}
-	a.log.Info("shutting down: draining requests", "timeout", sc.ShutdownTimeout)
+	a.log.Info("shutting down: draining requests", "timeout", sc.ShutdownTimeout.String())
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sc.ShutdownTimeout)
 	defer cancel()
 	shutdownErr := httpServer.Shutdown(shutdownCtx)
