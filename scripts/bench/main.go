@@ -75,6 +75,7 @@ func run(args []string) error {
 	conns := fs.Int("conns", 32, "concurrent connections")
 	ncompanies := fs.Int("companies", 1000, "companies to seed through the API")
 	out := fs.String("out", "", "also write the table to this file")
+	seedKeys := fs.Int("seed-keys", 0, "extra partner keys written straight into keygate's database before it starts (scale test)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -93,6 +94,11 @@ func run(args []string) error {
 		return fmt.Errorf("starting floor: %w", err)
 	}
 	defer stop(floor)
+	if *seedKeys > 0 {
+		if err := seedStore(filepath.Join(dir, "keygate.db"), *seedKeys); err != nil {
+			return fmt.Errorf("seeding keys: %w", err)
+		}
+	}
 	kg, err := startKeygate(*keygateBin, dir)
 	if err != nil {
 		return fmt.Errorf("starting keygate: %w", err)
@@ -116,8 +122,8 @@ func run(args []string) error {
 	}
 	var table bytes.Buffer
 	host, _ := os.Hostname()
-	fmt.Fprintf(&table, "%d connections, %s per phase, %d companies seeded, keygate with database.synchronous=FULL, ES256; machine: %s, %d CPUs\n\n",
-		*conns, *duration, *ncompanies, host, numCPU())
+	fmt.Fprintf(&table, "%d connections, %s per phase, %d companies seeded, %d extra keys in keygate's database, keygate with database.synchronous=FULL, ES256; machine: %s, %d CPUs\n\n",
+		*conns, *duration, *ncompanies, *seedKeys, host, numCPU())
 	fmt.Fprintln(&table, "| endpoint | server | req/s | p50 | p99 | errors | CPU/req | peak RSS | vs floor: req/s | vs floor: p99 |")
 	fmt.Fprintln(&table, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	for _, ph := range phases {
