@@ -247,6 +247,9 @@ func (s *Service) CreateCompany(ctx context.Context, actor Actor, partnerID stri
 // GetCompany returns a company of the given partner; another partner's
 // company is ErrNotFound, exactly like a missing one.
 func (s *Service) GetCompany(ctx context.Context, partnerID, id string) (Company, error) {
+	if id == "" {
+		return Company{}, ErrNotFound
+	}
 	return s.store.GetCompany(ctx, partnerID, id)
 }
 
@@ -260,18 +263,24 @@ func (s *Service) ListCompanies(ctx context.Context, partnerID string, page Page
 
 // DisableCompany disables a company of the given partner.
 func (s *Service) DisableCompany(ctx context.Context, actor Actor, partnerID, id string) error {
+	if id == "" {
+		return ErrNotFound
+	}
 	now := s.now()
 	return s.store.DisableCompany(ctx, partnerID, id, now, event(now, actor, "company.disabled", "company", id))
 }
 
 // CreateCompanyKey adds a key to a company of the given partner.
 func (s *Service) CreateCompanyKey(ctx context.Context, actor Actor, partnerID, companyID string) (NewKey, error) {
+	if companyID == "" {
+		return NewKey{}, ErrNotFound // an empty id would name the partner's own keys
+	}
 	return s.createKey(ctx, actor, partnerID, companyID)
 }
 
 // ListCompanyKeys lists a company's keys, if it belongs to the partner.
 func (s *Service) ListCompanyKeys(ctx context.Context, partnerID, companyID string) ([]Key, error) {
-	if _, err := s.store.GetCompany(ctx, partnerID, companyID); err != nil {
+	if _, err := s.GetCompany(ctx, partnerID, companyID); err != nil {
 		return nil, err
 	}
 	return s.store.ListKeys(ctx, partnerID, companyID)
@@ -279,6 +288,9 @@ func (s *Service) ListCompanyKeys(ctx context.Context, partnerID, companyID stri
 
 // RevokeCompanyKey revokes a company's key; its refresh tokens die with it.
 func (s *Service) RevokeCompanyKey(ctx context.Context, actor Actor, partnerID, companyID, keyID string) error {
+	if companyID == "" {
+		return ErrNotFound // an empty id would name the partner's own keys
+	}
 	now := s.now()
 	return s.store.RevokeKey(ctx, partnerID, companyID, keyID, now, event(now, actor, "key.revoked", "key", keyID))
 }
