@@ -69,8 +69,9 @@ type DB struct {
 	principals principalCache
 	keyCache   keyCache // the writer goroutine's alone
 
-	// commitFault, set only by tests, fails every commit with this error,
-	// the way a full disk or a read-only file does.
+	// commitFault, set only by tests, fails every commit that changed rows
+	// with this error, the way a full disk or a read-only file does (a
+	// commit that wrote nothing succeeds even on a full disk).
 	commitFault atomic.Pointer[sqlite3.Error]
 }
 
@@ -185,10 +186,14 @@ func (d *DB) Ready(ctx context.Context) error {
 	if !d.failing.Load() {
 		return nil
 	}
-	return d.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := d.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO health (id, at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET at = excluded.at`, time.Now().UnixMilli())
 		return err
 	})
+	if err == nil && d.failing.Swap(false) {
+		d.log.Info("database writes working again")
+	}
+	return err
 }
 
 // IntegrityCheck runs PRAGMA integrity_check and returns its verdict.
@@ -272,9 +277,9 @@ func (d *DB) commit(batch []*writeOp) {
 				results[i] = err
 			}
 		}
-	} else if d.failing.Swap(false) {
-		d.log.Info("database writes working again")
 	}
+	// A batch that wrote nothing commits even on a full disk, so only the
+	// probe in Ready, which writes, may declare the database healthy again.
 	for i, op := range batch {
 		op.done <- results[i]
 	}
@@ -286,9 +291,19 @@ func (d *DB) runBatch(batch []*writeOp, results []error) error {
 	if err != nil {
 		return err
 	}
-	if err := d.keyCache.sync(ctx, tx, d.wstmts.dataVersion); err != nil {
+	// The writer's key cache may hold what this transaction read; if the
+	// transaction does not commit, that may not be true any more.
+	rollback := func() {
 		tx.Rollback()
+		d.keyCache.forget()
+	}
+	if err := d.keyCache.sync(ctx, tx, d.wstmts.dataVersion); err != nil {
+		rollback()
 		return err
+	}
+	changesAtStart := int64(-1)
+	if d.commitFault.Load() != nil {
+		changesAtStart = totalChanges(tx)
 	}
 	alone := len(batch) == 1
 	for i, op := range batch {
@@ -303,14 +318,14 @@ func (d *DB) runBatch(batch []*writeOp, results []error) error {
 				// SQLite may have rolled the whole transaction back
 				// (full disk, I/O error): fail the batch, don't go on
 				// in autocommit.
-				tx.Rollback()
+				rollback()
 				return results[i]
 			}
 			continue
 		}
 		if alone {
 			if results[i] = mapErr(op.fn(octx, tx)); results[i] != nil {
-				tx.Rollback()
+				rollback()
 				if errors.Is(results[i], keys.ErrUnavailable) {
 					return results[i]
 				}
@@ -319,31 +334,32 @@ func (d *DB) runBatch(batch []*writeOp, results []error) error {
 			continue
 		}
 		if _, err := tx.StmtContext(ctx, d.wstmts.savepoint).ExecContext(ctx); err != nil {
-			tx.Rollback()
+			rollback()
 			return err
 		}
 		if results[i] = op.fn(octx, tx); results[i] != nil {
 			results[i] = mapErr(results[i])
 			if errors.Is(results[i], keys.ErrUnavailable) {
-				tx.Rollback()
+				rollback()
 				return results[i]
 			}
+			d.keyCache.forget()
 			if _, err := tx.ExecContext(ctx, `ROLLBACK TO op`); err != nil {
-				tx.Rollback()
+				rollback()
 				return err
 			}
 		}
 		if _, err := tx.StmtContext(ctx, d.wstmts.release).ExecContext(ctx); err != nil {
-			tx.Rollback()
+			rollback()
 			return err
 		}
 	}
-	if fault := d.commitFault.Load(); fault != nil {
-		tx.Rollback()
+	if fault := d.commitFault.Load(); fault != nil && wrote(tx, changesAtStart) {
+		rollback()
 		return *fault
 	}
 	if err := tx.Commit(); err != nil {
-		tx.Rollback()
+		rollback()
 		return err
 	}
 	return nil
@@ -414,6 +430,16 @@ func mapErr(err error) error {
 	}
 	return err
 }
+
+// totalChanges is the connection's count of changed rows, for the test
+// fault hook.
+func totalChanges(tx *sql.Tx) int64 {
+	var n int64
+	_ = tx.QueryRow(`SELECT total_changes()`).Scan(&n)
+	return n
+}
+
+func wrote(tx *sql.Tx, before int64) bool { return totalChanges(tx) != before }
 
 // stmts prepares a set of statements on one pool, keeping the first error
 // and every statement made, so that they close together.

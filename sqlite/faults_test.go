@@ -104,6 +104,11 @@ func TestFailingCommitsAnswer503AndRecover(t *testing.T) {
 					t.Errorf("%s handed out a token during the fault", tc.path)
 				}
 			}
+			// A batch that writes nothing (an unknown key) commits even on
+			// a full disk; it must not make /ready report healthy.
+			if status, _ := call(t, h, "POST", "/api/v1/auth/login", fmt.Sprintf(`{"apiKey":%q}`, keys.NewAPIKey(keys.PartnerKeyPrefix).Reveal())); status != http.StatusUnauthorized {
+				t.Errorf("unknown key during the fault: %d, want 401", status)
+			}
 			if status, _ := call(t, h, "GET", "/ready", ""); status != http.StatusServiceUnavailable {
 				t.Errorf("/ready during the fault: %d, want 503", status)
 			}
