@@ -25,10 +25,11 @@ func stampPtr(t *time.Time) any {
 	return stamp(*t)
 }
 
-// withKeys opens the database and runs fn with a keys.Service whose actor
-// is the operator. Login audit is written synchronously (no recorder).
-func (a *app) withKeys(cmd *cobra.Command, fn func(*keys.Service) error) error {
-	db, err := a.openDB(cmd.Context())
+// withKeys opens the database (creating it only if create) and runs fn
+// with a keys.Service whose actor is the operator. Login audit is written
+// synchronously (no recorder).
+func (a *app) withKeys(cmd *cobra.Command, create bool, fn func(*keys.Service) error) error {
+	db, err := a.openDB(cmd.Context(), create)
 	if err != nil {
 		return fmt.Errorf("opening database: %w", err)
 	}
@@ -79,7 +80,7 @@ func (a *app) partnerCommand() *cobra.Command {
 		Short: "Create a partner and print its first API key (shown once)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.withKeys(cmd, func(svc *keys.Service) error {
+			return a.withKeys(cmd, true, func(svc *keys.Service) error {
 				p, k, err := svc.CreatePartner(cmd.Context(), keys.Operator, name)
 				if err != nil {
 					return err
@@ -103,7 +104,7 @@ func (a *app) partnerCommand() *cobra.Command {
 		Short: "List partners",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.withKeys(cmd, func(svc *keys.Service) error {
+			return a.withKeys(cmd, false, func(svc *keys.Service) error {
 				ps, err := svc.ListPartners(cmd.Context())
 				if err != nil {
 					return err
@@ -132,7 +133,7 @@ func (a *app) partnerCommand() *cobra.Command {
 		Short: "Disable a partner: none of its or its companies' keys log in or refresh any more",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.withKeys(cmd, func(svc *keys.Service) error {
+			return a.withKeys(cmd, false, func(svc *keys.Service) error {
 				if err := svc.DisablePartner(cmd.Context(), keys.Operator, disableID); err != nil {
 					return err
 				}
@@ -158,7 +159,7 @@ func (a *app) partnerKeyCommand() *cobra.Command {
 		Short: "Add an API key to a partner (shown once); existing keys stay valid until revoked",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.withKeys(cmd, func(svc *keys.Service) error {
+			return a.withKeys(cmd, false, func(svc *keys.Service) error {
 				k, err := svc.CreatePartnerKey(cmd.Context(), keys.Operator, partnerID)
 				if err != nil {
 					return err
@@ -183,7 +184,7 @@ func (a *app) partnerKeyCommand() *cobra.Command {
 		Short: "List a partner's API keys (hints only)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.withKeys(cmd, func(svc *keys.Service) error {
+			return a.withKeys(cmd, false, func(svc *keys.Service) error {
 				ks, err := svc.ListPartnerKeys(cmd.Context(), listPartner)
 				if err != nil {
 					return err
@@ -219,7 +220,7 @@ func (a *app) partnerKeyCommand() *cobra.Command {
 		Short: "Revoke a partner's API key and every refresh token obtained with it",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.withKeys(cmd, func(svc *keys.Service) error {
+			return a.withKeys(cmd, false, func(svc *keys.Service) error {
 				if err := svc.RevokePartnerKey(cmd.Context(), keys.Operator, revokePartner, revokeKey); err != nil {
 					return err
 				}
@@ -251,12 +252,12 @@ func (a *app) signingKeyCommand() *cobra.Command {
 		Short: "Add a signing key: published at once, signing after tokens.signing_key_activation_delay",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			db, err := a.openDB(cmd.Context())
+			db, err := a.openDB(cmd.Context(), false)
 			if err != nil {
 				return fmt.Errorf("opening database: %w", err)
 			}
 			defer db.Close()
-			ring, err := a.keyring(db)
+			ring, err := a.keyring(cmd.Context(), db)
 			if err != nil {
 				return err
 			}
@@ -276,12 +277,12 @@ func (a *app) signingKeyCommand() *cobra.Command {
 		Short: "List signing keys",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			db, err := a.openDB(cmd.Context())
+			db, err := a.openDB(cmd.Context(), false)
 			if err != nil {
 				return fmt.Errorf("opening database: %w", err)
 			}
 			defer db.Close()
-			ring, err := a.keyring(db)
+			ring, err := a.keyring(cmd.Context(), db)
 			if err != nil {
 				return err
 			}
@@ -309,7 +310,7 @@ func (a *app) auditCommand() *cobra.Command {
 		Short: "Print the audit trail",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.withKeys(cmd, func(svc *keys.Service) error {
+			return a.withKeys(cmd, false, func(svc *keys.Service) error {
 				evs, err := svc.ListAudit(cmd.Context(), time.Now().Add(-since))
 				if err != nil {
 					return err

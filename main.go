@@ -5,8 +5,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -74,21 +76,40 @@ func newLogger(cfg LogConfig, w io.Writer) *slog.Logger {
 }
 
 // openDB opens the configured database for a command.
-func (a *app) openDB(ctx context.Context) (*sqlite.DB, error) {
+// Only serve and partner create may create a database: any other command
+// pointed at a mistyped path says so instead of writing a new one.
+func (a *app) openDB(ctx context.Context, create bool) (*sqlite.DB, error) {
+	if !create {
+		if _, err := os.Stat(a.cfg.Database.Path); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("no database at %s: check database.path (keygate serve or partner create makes one)", a.cfg.Database.Path)
+		}
+	}
 	return sqlite.Open(ctx, sqlite.Options{Path: a.cfg.Database.Path, Synchronous: a.cfg.Database.Synchronous, Logger: a.log})
 }
 
 // masterKey returns tokens.master_key, or else the key file beside the
-// database, created on first use with mode 0600.
-func (a *app) masterKey() (tokens.MasterKey, error) {
+// database, created with mode 0600 only while the database holds no
+// signing key: a new master key could not open those, so a missing file
+// next to a used database is an error, not a reason to start afresh.
+func (a *app) masterKey(ctx context.Context, db *sqlite.DB) (tokens.MasterKey, error) {
 	if a.cfg.Tokens.MasterKey != "" {
 		return tokens.NewMasterKey(a.cfg.Tokens.MasterKey.Reveal())
 	}
-	return tokens.LoadOrCreateMasterKeyFile(filepath.Join(filepath.Dir(a.cfg.Database.Path), "master.key"))
+	path := filepath.Join(filepath.Dir(a.cfg.Database.Path), "master.key")
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		sealed, err := db.ListSigningKeys(ctx)
+		if err != nil {
+			return tokens.MasterKey{}, err
+		}
+		if len(sealed) > 0 {
+			return tokens.MasterKey{}, fmt.Errorf("no master key: %s is missing and tokens.master_key is not set, but the database holds signing keys sealed under one; give this command the server's KEYGATE_TOKENS_MASTER_KEY", path)
+		}
+	}
+	return tokens.LoadOrCreateMasterKeyFile(path)
 }
 
-func (a *app) keyring(db *sqlite.DB) (*tokens.Keyring, error) {
-	master, err := a.masterKey()
+func (a *app) keyring(ctx context.Context, db *sqlite.DB) (*tokens.Keyring, error) {
+	master, err := a.masterKey(ctx, db)
 	if err != nil {
 		return nil, err
 	}
@@ -121,13 +142,13 @@ func (a *app) serveCommand() *cobra.Command {
 // serve runs until ctx ends, then drains requests, stops the background
 // jobs, flushes the audit batch and closes the database, in that order.
 func (a *app) serve(ctx context.Context) error {
-	db, err := a.openDB(ctx)
+	db, err := a.openDB(ctx, true)
 	if err != nil {
 		return fmt.Errorf("opening database: %w", err)
 	}
 	defer db.Close()
 
-	ring, err := a.keyring(db)
+	ring, err := a.keyring(ctx, db)
 	if err != nil {
 		return err
 	}
@@ -137,7 +158,7 @@ func (a *app) serve(ctx context.Context) error {
 	if err := ring.Load(ctx); err != nil {
 		return fmt.Errorf("loading signing keys: %w", err)
 	}
-	master, err := a.masterKey()
+	master, err := a.masterKey(ctx, db)
 	if err != nil {
 		return err
 	}
@@ -177,7 +198,7 @@ func (a *app) serve(ctx context.Context) error {
 		ReadTimeout:       sc.ReadTimeout,
 		WriteTimeout:      sc.WriteTimeout,
 		IdleTimeout:       sc.IdleTimeout,
-		MaxHeaderBytes:    sc.MaxHeaderBytes,
+		MaxHeaderBytes:    headerLimit(sc.MaxHeaderBytes),
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 	}
 	ln, err := net.Listen("tcp", sc.Addr)
@@ -216,6 +237,16 @@ func (a *app) serve(ctx context.Context) error {
 	}
 	a.log.Info("stopped cleanly")
 	return nil
+}
+
+// headerLimit turns server.max_header_bytes into http.Server's setting,
+// which lets 4096 bytes more through than it says.
+func headerLimit(n int) int {
+	const slop = 4096
+	if n-slop < 1024 {
+		return 1024
+	}
+	return n - slop
 }
 
 func housekeep(ctx context.Context, svc *tokens.Service, every time.Duration, log *slog.Logger) {

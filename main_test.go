@@ -874,8 +874,10 @@ func TestCLISigningKeys(t *testing.T) {
 	dir := t.TempDir()
 	env := e2eEnv()
 
-	if rows := listSigningKeys(t, dir, env); len(rows) != 0 {
-		t.Fatalf("fresh database has signing keys: %+v", rows)
+	// Before the first start there is no database, and listing creates none.
+	assertOneLineError(t, runKeygate(t, dir, env, "signing-key", "list"), "no database")
+	if _, err := os.Stat(filepath.Join(dir, "data")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("signing-key list on a fresh directory created data/: %v", err)
 	}
 	// The first start creates a key that signs at once.
 	srv := startServer(t, dir, env)
@@ -1743,6 +1745,15 @@ func TestServerLimitsOnTheWire(t *testing.T) {
 	if status != http.StatusRequestHeaderFieldsTooLarge {
 		t.Errorf("64 KiB header: status %d, want 431", status)
 	}
+	// Go's server lets 4 KiB more through than it is told; keygate
+	// accounts for that, so 6000 bytes of headers exceed a 4096 cap.
+	status, _, _, err = s.request("GET", "/health", nil, "X-Padding", strings.Repeat("a", 6000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("6000-byte header with server.max_header_bytes=4096: status %d, want 431", status)
+	}
 
 	conn, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
 	if err != nil {
@@ -1762,5 +1773,29 @@ func TestServerLimitsOnTheWire(t *testing.T) {
 	}
 	if waited := time.Since(start); waited > 5*time.Second {
 		t.Errorf("half-sent request cut off after %s, want about 300ms", waited)
+	}
+}
+
+// TestMasterKeyNeverReplacedSilently: once the database holds signing keys,
+// a command that cannot find the master key refuses instead of making a
+// new one, and a wrong master key cannot seal a new signing key.
+func TestMasterKeyNeverReplacedSilently(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	env := e2eEnv()
+	srv := startServer(t, dir, env)
+	srv.stop(t)
+	keyFile := filepath.Join(dir, "data", "master.key")
+	if err := os.Remove(keyFile); err != nil {
+		t.Fatal(err)
+	}
+	assertOneLineError(t, runKeygate(t, dir, env, "signing-key", "rotate"), "no master key")
+	if _, err := os.Stat(keyFile); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("rotate without the master key created %s", keyFile)
+	}
+	wrong := e2eEnv("KEYGATE_TOKENS_MASTER_KEY=" + strings.Repeat("w", 40))
+	assertOneLineError(t, runKeygate(t, dir, wrong, "signing-key", "rotate"), "refusing to add a signing key")
+	if rows := listSigningKeys(t, dir, wrong); len(rows) != 1 {
+		t.Errorf("signing keys after refused rotations: %d, want 1", len(rows))
 	}
 }

@@ -103,7 +103,9 @@ func (a attempt) end(failed bool) {
 	}
 }
 
-// spend takes one token from key, if it has one.
+// spend takes one token from key, into debt if there is none left: a
+// burst of failures admitted before the first one was counted then locks
+// the address out for as long as the burst was large.
 func (l *limiters) spend(key string) {
 	if l == nil || l.perMinute <= 0 {
 		return
@@ -111,7 +113,7 @@ func (l *limiters) spend(key string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
-	l.bucket(key, now).lim.AllowN(now, 1)
+	l.bucket(key, now).lim.ReserveN(now, 1)
 }
 
 func (l *limiters) wait(b *bucket, now time.Time) time.Duration {

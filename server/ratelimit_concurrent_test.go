@@ -57,3 +57,20 @@ func burst(e *env, n int, key func() string, remote string) map[int]int {
 	wg.Wait()
 	return codes
 }
+
+// TestFreshAddressBurstBecomesDebt: failures admitted before the first one
+// was counted are all charged, into debt, so the address stays locked out
+// for as long as its burst was large.
+func TestFreshAddressBurstBecomesDebt(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, withLimits(server.RateLimits{LoginFailuresPerMinute: 3}))
+	const attacker = "198.51.100.8:5000"
+	codes := burst(e, 30, func() string { return keys.NewAPIKey(keys.PartnerKeyPrefix).Reveal() }, attacker)
+	admitted := codes[http.StatusUnauthorized]
+	secs := retryAfter(t, loginFrom(e, keys.NewAPIKey(keys.PartnerKeyPrefix).Reveal(), attacker, nil))
+	// Three tokens, one every 20 s: after n failures the next token is
+	// (n-2)*20 s away.
+	if want := (admitted - 2) * 20; secs < want {
+		t.Errorf("after %d failures (budget 3/min): Retry-After %d s, want at least %d", admitted, secs, want)
+	}
+}

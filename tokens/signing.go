@@ -140,6 +140,11 @@ func (k *Keyring) Rotate(ctx context.Context) (SigningKeyInfo, error) {
 	if k.cfg.Algorithm == HS256 {
 		return SigningKeyInfo{}, ErrHMACRotation
 	}
+	// Prove that this master key opens every stored key before sealing a
+	// new one under it: a key nobody can open would stop the next start.
+	if err := k.Load(ctx); err != nil {
+		return SigningKeyInfo{}, fmt.Errorf("refusing to add a signing key: %w", err)
+	}
 	return k.addKey(ctx, k.cfg.ActivationDelay)
 }
 
