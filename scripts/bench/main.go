@@ -402,13 +402,23 @@ func loadLogin(c *http.Client, t *target, conns int, d time.Duration) (result, e
 	})
 }
 
+// loginCompany logs in as the company of worker w, to set up a phase.
+func loginCompany(c *http.Client, t *target, w int) (tokenPair, error) {
+	var p tokenPair
+	code, err := post(c, t.base+"/api/v1/auth/login", "", map[string]string{"apiKey": t.companies[w%len(t.companies)]}, &p)
+	if err != nil || code != 200 {
+		return tokenPair{}, fmt.Errorf("login of company %d: %d %v", w, code, err)
+	}
+	return p, nil
+}
+
 // loadRefresh gives each connection its own token family and feeds every
 // successor back, so each refresh token is used exactly once.
 func loadRefresh(c *http.Client, t *target, conns int, d time.Duration) (result, error) {
 	return measure(t, conns, d, func(w int) (func() bool, error) {
-		var p tokenPair
-		if code, err := post(c, t.base+"/api/v1/auth/login", "", map[string]string{"apiKey": t.companies[w%len(t.companies)]}, &p); err != nil || code != 200 {
-			return nil, fmt.Errorf("login for refresh: %d %v", code, err)
+		p, err := loginCompany(c, t, w)
+		if err != nil {
+			return nil, err
 		}
 		rt := p.RefreshToken
 		return func() bool {
@@ -425,9 +435,9 @@ func loadRefresh(c *http.Client, t *target, conns int, d time.Duration) (result,
 
 func loadMe(c *http.Client, t *target, conns int, d time.Duration) (result, error) {
 	return measure(t, conns, d, func(w int) (func() bool, error) {
-		var p tokenPair
-		if code, err := post(c, t.base+"/api/v1/auth/login", "", map[string]string{"apiKey": t.companies[w%len(t.companies)]}, &p); err != nil || code != 200 {
-			return nil, fmt.Errorf("login for me: %d %v", code, err)
+		p, err := loginCompany(c, t, w)
+		if err != nil {
+			return nil, err
 		}
 		return func() bool {
 			req, _ := http.NewRequest(http.MethodGet, t.base+"/api/v1/auth/me", nil)
