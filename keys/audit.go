@@ -43,11 +43,21 @@ type Recorder struct {
 	interval time.Duration
 
 	mu      sync.Mutex
-	used    map[string]time.Time
+	used    map[string]time.Time // last use not yet written, per key
+	written map[string]time.Time // last use written, per key
 	events  []AuditEvent
 	dropped int
 	kick    chan struct{}
 }
+
+// usageResolution is how stale a written lastUsedAt may get: a busy key's
+// row is rewritten once a minute, not on every flush, which keeps a
+// thousand keys' random pages out of every second's transaction.
+const usageResolution = time.Minute
+
+// maxWrittenKeys bounds the memory of what was written; past it, keys are
+// simply rewritten sooner.
+const maxWrittenKeys = 100_000
 
 // NewRecorder makes a Recorder that flushes every interval once Run starts.
 func NewRecorder(store Store, interval time.Duration, log *slog.Logger) *Recorder {
@@ -56,6 +66,7 @@ func NewRecorder(store Store, interval time.Duration, log *slog.Logger) *Recorde
 		log:      log,
 		interval: interval,
 		used:     make(map[string]time.Time),
+		written:  make(map[string]time.Time),
 		kick:     make(chan struct{}, 1),
 	}
 }
@@ -98,39 +109,60 @@ func (r *Recorder) Run(ctx context.Context) {
 		case <-t.C:
 		case <-r.kick:
 		}
-		r.Flush(ctx)
+		r.flush(ctx, false)
 	}
 }
 
-// Flush writes what is pending. On failure the batch is put back, so a
-// passing database fault delays the audit trail rather than losing it.
-func (r *Recorder) Flush(ctx context.Context) {
+// Flush writes everything pending, last uses included.
+func (r *Recorder) Flush(ctx context.Context) { r.flush(ctx, true) }
+
+// flush writes the pending audit events and the last uses that are due
+// (all of them if all). On failure the batch is put back, so a passing
+// database fault delays the audit trail rather than losing it.
+func (r *Recorder) flush(ctx context.Context, all bool) {
 	r.mu.Lock()
-	used, events, dropped := r.used, r.events, r.dropped
+	events, dropped := r.events, r.dropped
+	used := make(map[string]time.Time)
+	for id, at := range r.used {
+		if all || at.Sub(r.written[id]) >= usageResolution {
+			used[id] = at
+			delete(r.used, id)
+		}
+	}
 	if len(used) == 0 && len(events) == 0 && dropped == 0 {
 		r.mu.Unlock()
 		return
 	}
-	r.used, r.events, r.dropped = make(map[string]time.Time), nil, 0
+	r.events, r.dropped = nil, 0
 	r.mu.Unlock()
 
 	if dropped > 0 {
 		r.log.WarnContext(ctx, "audit events dropped: too many pending", "dropped", dropped)
 	}
-	if err := r.store.RecordUsage(ctx, used, events); err != nil {
-		r.log.ErrorContext(ctx, "flushing login audit", "err", err, "events", len(events))
+	err := r.store.RecordUsage(ctx, used, events)
+	if err == nil {
 		r.mu.Lock()
+		if len(r.written)+len(used) > maxWrittenKeys {
+			r.written = make(map[string]time.Time)
+		}
 		for id, at := range used {
-			if at.After(r.used[id]) {
-				r.used[id] = at
-			}
+			r.written[id] = at
 		}
-		room := maxPendingEvents - len(r.events)
-		if room < len(events) {
-			r.dropped += len(events) - room
-			events = events[:room]
-		}
-		r.events = append(events, r.events...)
 		r.mu.Unlock()
+		return
 	}
+	r.log.ErrorContext(ctx, "flushing login audit", "err", err, "events", len(events))
+	r.mu.Lock()
+	for id, at := range used {
+		if at.After(r.used[id]) {
+			r.used[id] = at
+		}
+	}
+	room := maxPendingEvents - len(r.events)
+	if room < len(events) {
+		r.dropped += len(events) - room
+		events = events[:room]
+	}
+	r.events = append(events, r.events...)
+	r.mu.Unlock()
 }
