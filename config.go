@@ -139,8 +139,10 @@ func loadConfig(path string) (Config, error) {
 
 	p := parser{v: v}
 	known := make(map[string]bool, len(defaults))
+	knownEnv := map[string]bool{"KEYGATE_CONFIG": true}
 	for _, d := range defaults {
 		known[d.key] = true
+		knownEnv["KEYGATE_"+strings.ToUpper(strings.ReplaceAll(d.key, ".", "_"))] = true
 	}
 	for _, k := range v.AllKeys() {
 		if !known[k] {
@@ -150,11 +152,7 @@ func loadConfig(path string) (Config, error) {
 	// A misspelt variable would otherwise be ignored without a word.
 	for _, kv := range os.Environ() {
 		name, _, _ := strings.Cut(kv, "=")
-		rest, ok := strings.CutPrefix(name, "KEYGATE_")
-		if !ok || name == "KEYGATE_CONFIG" {
-			continue
-		}
-		if !known[envKey(rest, known)] {
+		if strings.HasPrefix(name, "KEYGATE_") && !knownEnv[name] {
 			p.bad(name, "unknown environment variable")
 		}
 	}
@@ -204,17 +202,6 @@ func loadConfig(path string) (Config, error) {
 		return Config{}, fmt.Errorf("invalid configuration: %s", strings.Join(p.errs, "; "))
 	}
 	return c, nil
-}
-
-// envKey maps the part of a KEYGATE_ variable after the prefix back to its
-// key: the section is the first word, the rest is the key's name.
-func envKey(rest string, known map[string]bool) string {
-	for k := range known {
-		if strings.ToUpper(strings.ReplaceAll(k, ".", "_")) == rest {
-			return k
-		}
-	}
-	return ""
 }
 
 // validate checks what single keys cannot: allowed values and relations.

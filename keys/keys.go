@@ -143,7 +143,9 @@ type Store interface {
 	// RevokeKey revokes a key of the given owner; revoking twice is not an error.
 	RevokeKey(ctx context.Context, partnerID, companyID, keyID string, at time.Time, ev AuditEvent) error
 
-	// LookupKey finds the active principal a key digest belongs to:
+	// LookupKey finds the active principal a key digest belongs to, without
+	// writing anything (logins use tokens' StartFamily, which also starts
+	// the session):
 	// ErrInvalidKey if unknown, revoked or disabled.
 	LookupKey(ctx context.Context, digest Digest) (Principal, error)
 	// ActivePrincipal re-reads a principal named by a token: ErrInactive if
@@ -309,47 +311,15 @@ func (s *Service) createKey(ctx context.Context, actor Actor, partnerID, company
 	return k, nil
 }
 
-// Authenticate resolves an API key to its principal. Every failure is
-// ErrInvalidKey, and every attempt is audited (with the key's hint only).
-func (s *Service) Authenticate(ctx context.Context, apiKey, addr string) (Principal, error) {
-	if _, err := ParseAPIKey(apiKey); err != nil {
-		s.RecordLogin(ctx, Principal{}, apiKey, addr, false)
-		return Principal{}, ErrInvalidKey
-	}
-	p, err := s.store.LookupKey(ctx, DigestOf(apiKey))
-	if err != nil {
-		if errors.Is(err, ErrInvalidKey) {
-			s.RecordLogin(ctx, Principal{}, apiKey, addr, false)
-		}
-		return Principal{}, err
-	}
-	s.RecordLogin(ctx, p, apiKey, addr, true)
-	return p, nil
-}
+// HintMalformed names, in the audit trail, a presented key that is not a
+// well-formed API key at all.
+const HintMalformed = "malformed"
 
 // RecordLogin audits a login attempt, naming the key by its hint only (or
-// "malformed"), and on success notes the key's last use. With a Recorder
+// HintMalformed), and on success notes the key's last use. With a Recorder
 // both are batched; without one they are written at once.
-func (s *Service) RecordLogin(ctx context.Context, p Principal, apiKey, addr string, ok bool) {
-	hint := "malformed"
-	if _, err := ParseAPIKey(apiKey); err == nil {
-		hint = Hint(apiKey)
-	}
-	s.recordLogin(ctx, s.now(), p, hint, addr, ok)
-}
-
-// ActivePrincipal checks that the principal a token names may still act,
-// and fills in its name.
-func (s *Service) ActivePrincipal(ctx context.Context, p Principal) (Principal, error) {
-	return s.store.ActivePrincipal(ctx, p)
-}
-
-// ListAudit returns audit events since a time, oldest first.
-func (s *Service) ListAudit(ctx context.Context, since time.Time) ([]AuditEvent, error) {
-	return s.store.ListAudit(ctx, since)
-}
-
-func (s *Service) recordLogin(ctx context.Context, now time.Time, p Principal, hint, addr string, ok bool) {
+func (s *Service) RecordLogin(ctx context.Context, p Principal, hint, addr string, ok bool) {
+	now := s.now()
 	ev := AuditEvent{At: now, ActorType: "anonymous", Action: "login", TargetType: "key", Target: hint, Addr: addr, Outcome: OutcomeFailure}
 	if ok {
 		ev.ActorType, ev.ActorID, ev.Target, ev.Outcome = string(p.Kind), p.ID, p.KeyID, OutcomeSuccess
@@ -370,6 +340,17 @@ func (s *Service) recordLogin(ctx context.Context, now time.Time, p Principal, h
 	if err := s.store.RecordUsage(ctx, used, []AuditEvent{ev}); err != nil {
 		s.log.ErrorContext(ctx, "recording login", "err", err)
 	}
+}
+
+// ActivePrincipal checks that the principal a token names may still act,
+// and fills in its name.
+func (s *Service) ActivePrincipal(ctx context.Context, p Principal) (Principal, error) {
+	return s.store.ActivePrincipal(ctx, p)
+}
+
+// ListAudit returns audit events since a time, oldest first.
+func (s *Service) ListAudit(ctx context.Context, since time.Time) ([]AuditEvent, error) {
+	return s.store.ListAudit(ctx, since)
 }
 
 func newKey(prefix, partnerID, companyID string, now time.Time) (NewKey, Secret) {

@@ -86,7 +86,7 @@ type Store interface {
 
 // Authenticator audits logins and re-checks principals; keys.Service is one.
 type Authenticator interface {
-	RecordLogin(ctx context.Context, p keys.Principal, apiKey, addr string, ok bool)
+	RecordLogin(ctx context.Context, p keys.Principal, hint, addr string, ok bool)
 	ActivePrincipal(ctx context.Context, p keys.Principal) (keys.Principal, error)
 }
 
@@ -132,9 +132,10 @@ func NewService(auth Authenticator, store FamilyStore, j *JWT, master MasterKey,
 // The family row is committed before the pair is returned.
 func (s *Service) Login(ctx context.Context, apiKey, addr string) (Pair, error) {
 	if _, err := keys.ParseAPIKey(apiKey); err != nil {
-		s.auth.RecordLogin(ctx, keys.Principal{}, apiKey, addr, false)
+		s.auth.RecordLogin(ctx, keys.Principal{}, keys.HintMalformed, addr, false)
 		return Pair{}, keys.ErrInvalidKey
 	}
+	hint := keys.Hint(apiKey)
 	now := s.now()
 	idBytes := newFamilyID(now)
 	f := Family{
@@ -150,11 +151,11 @@ func (s *Service) Login(ctx context.Context, apiKey, addr string) (Pair, error) 
 	p, err := s.store.StartFamily(ctx, keys.DigestOf(apiKey), f)
 	if err != nil {
 		if errors.Is(err, keys.ErrInvalidKey) {
-			s.auth.RecordLogin(ctx, keys.Principal{}, apiKey, addr, false)
+			s.auth.RecordLogin(ctx, keys.Principal{}, hint, addr, false)
 		}
 		return Pair{}, err
 	}
-	s.auth.RecordLogin(ctx, p, apiKey, addr, true)
+	s.auth.RecordLogin(ctx, p, hint, addr, true)
 	jwt, exp, err := s.jwt.Sign(p, now)
 	if err != nil {
 		return Pair{}, err
