@@ -101,7 +101,7 @@ func (d *DB) UpdateFamily(ctx context.Context, id string, decide func(f *tokens.
 			} else if err != nil {
 				return err
 			}
-			d.keyCache.activeKey[f.Principal.KeyID] = active
+			d.keyCache.setActive(f.Principal.KeyID, active)
 		}
 		f.PrincipalActive = active
 		read := f.Generation
@@ -224,7 +224,9 @@ type keyCache struct {
 	activeKey   map[string]bool
 }
 
-// maxCachedKeys bounds the cache; past it, it starts afresh.
+// maxCachedKeys bounds each of the cache's maps. Past it, a new entry
+// pushes out an arbitrary old one: with more keys in use than that, most
+// lookups still hit, where starting afresh would make every one miss.
 const maxCachedKeys = 100_000
 
 func (c *keyCache) forget() {
@@ -233,11 +235,26 @@ func (c *keyCache) forget() {
 }
 
 func (c *keyCache) remember(d keys.Digest, p keys.Principal) {
-	if len(c.byDigest) >= maxCachedKeys || len(c.activeKey) >= maxCachedKeys {
-		c.forget()
-	}
+	makeRoom(c.byDigest)
 	c.byDigest[d] = p
-	c.activeKey[p.KeyID] = true
+	c.setActive(p.KeyID, true)
+}
+
+func (c *keyCache) setActive(keyID string, active bool) {
+	makeRoom(c.activeKey)
+	c.activeKey[keyID] = active
+}
+
+// makeRoom deletes an arbitrary entry of a full map (Go starts each range
+// at a random place).
+func makeRoom[K comparable, V any](m map[K]V) {
+	if len(m) < maxCachedKeys {
+		return
+	}
+	for k := range m {
+		delete(m, k)
+		return
+	}
 }
 
 // sync forgets everything if another connection has committed since the
