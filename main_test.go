@@ -25,6 +25,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -1797,5 +1798,54 @@ func TestMasterKeyNeverReplacedSilently(t *testing.T) {
 	assertOneLineError(t, runKeygate(t, dir, wrong, "signing-key", "rotate"), "refusing to add a signing key")
 	if rows := listSigningKeys(t, dir, wrong); len(rows) != 1 {
 		t.Errorf("signing keys after refused rotations: %d, want 1", len(rows))
+	}
+}
+
+// TestServeHeapGoal: keygate serve starts a garbage collection at a 32 MiB
+// heap at the least (main.go, keepHeapGoal) instead of Go's 4 MiB, unless
+// GOGC in its environment says otherwise. The runtime's own trace
+// (GODEBUG=gctrace=1) reports each cycle's goal.
+func TestServeHeapGoal(t *testing.T) {
+	t.Parallel()
+	goalRE := regexp.MustCompile(`(\d+) MB goal`)
+	for _, tc := range []struct {
+		name     string
+		env      []string
+		min, max int // MiB, every goal once serving
+	}{
+		{"default", nil, 32, 34},
+		{"GOGC set", []string{"GOGC=100"}, 4, 8},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			env := e2eEnv(append([]string{"GODEBUG=gctrace=1",
+				"KEYGATE_RATELIMIT_LOGIN_FAILURES_PER_MINUTE=0", "KEYGATE_RATELIMIT_LOGIN_PER_KEY_PER_MINUTE=0"}, tc.env...)...)
+			srv := startServer(t, t.TempDir(), env)
+			// Each of these requests makes the server read and decode a
+			// 60 KiB body before refusing the key: garbage, fast.
+			body := map[string]string{"apiKey": strings.Repeat("x", 60<<10)}
+			var goals []int
+			for sent := 0; len(goals) < 3; sent++ {
+				if sent == 20_000 {
+					t.Fatalf("only %d collections after %d requests\n%s", len(goals), sent, srv.Logs())
+				}
+				if code, _, _, err := srv.request("POST", "/api/v1/auth/login", body); err != nil || code != http.StatusUnauthorized {
+					t.Fatalf("login with a junk key: %d %v", code, err)
+				}
+				if sent%50 == 0 {
+					_, serving, _ := strings.Cut(srv.Logs(), "keygate listening")
+					goals = goals[:0]
+					for _, m := range goalRE.FindAllStringSubmatch(serving, -1) {
+						g, _ := strconv.Atoi(m[1])
+						goals = append(goals, g)
+					}
+				}
+			}
+			for _, g := range goals {
+				if g < tc.min || g > tc.max {
+					t.Fatalf("heap goals %v MiB while serving, want each within %d-%d", goals, tc.min, tc.max)
+				}
+			}
+		})
 	}
 }
