@@ -10,6 +10,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -58,7 +59,8 @@ type target struct {
 }
 
 type result struct {
-	Requests   int
+	Sent       int // requests, warm-up included
+	Requests   int // requests measured
 	Errors     int
 	Seconds    float64
 	P50, P99   time.Duration
@@ -113,13 +115,15 @@ func run(args []string) error {
 	}
 
 	phases := []struct {
-		name string
-		run  func(*http.Client, *target, int, time.Duration) (result, error)
+		name    string
+		setup   func(*http.Client, *target, int) (*load, error)
+		refresh bool
 	}{
-		{"POST /api/v1/auth/login", loadLogin},
-		{"POST /api/v1/auth/refresh", loadRefresh},
-		{"GET /api/v1/auth/me", loadMe},
+		{"POST /api/v1/auth/login", loadLogin, false},
+		{"POST /api/v1/auth/refresh", loadRefresh, true},
+		{"GET /api/v1/auth/me", loadMe, false},
 	}
+	var storage string
 	var table bytes.Buffer
 	host, _ := os.Hostname()
 	fmt.Fprintf(&table, "%d connections, %s per phase, %d companies seeded, %d extra keys in keygate's database, keygate with database.synchronous=FULL, ES256; machine: %s, %d CPUs\n\n",
@@ -127,19 +131,21 @@ func run(args []string) error {
 	fmt.Fprintln(&table, "| endpoint | server | req/s | p50 | p99 | errors | CPU/req | peak RSS | vs floor: req/s | vs floor: p99 |")
 	fmt.Fprintln(&table, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	for _, ph := range phases {
-		// Warm up both, then measure back to back so both see the same machine.
-		for _, t := range []*target{floor, kg} {
-			if _, err := ph.run(client, t, *conns, *duration/5); err != nil {
+		before, err := countFamilies(dir)
+		if err != nil {
+			return err
+		}
+		fr, kr, err := compare(client, floor, kg, *conns, *duration, ph.setup)
+		if err != nil {
+			return err
+		}
+		if ph.refresh {
+			after, err := countFamilies(dir)
+			if err != nil {
 				return err
 			}
-		}
-		fr, err := ph.run(client, floor, *conns, *duration)
-		if err != nil {
-			return err
-		}
-		kr, err := ph.run(client, kg, *conns, *duration)
-		if err != nil {
-			return err
+			storage = fmt.Sprintf("\nRefresh storage: keygate's refresh_families table held %d rows before the refresh phase and %d after it (%+d), "+
+				"across the phase's %d set-up logins and %d refreshes.\n", before, after, after-before, *conns, kr.Sent)
 		}
 		row := func(name string, r result, ratio bool) {
 			rr, pr := "1.00", "1.00"
@@ -153,6 +159,7 @@ func run(args []string) error {
 		row("floor (memory)", fr, false)
 		row("keygate (SQLite)", kr, true)
 	}
+	table.WriteString(storage)
 	fmt.Print(table.String())
 	if *out != "" {
 		return os.WriteFile(*out, table.Bytes(), 0o644)
@@ -340,29 +347,83 @@ func seed(c *http.Client, t *target, n, conns int) error {
 	return <-errc
 }
 
-// measure runs worker on conns goroutines for d and gathers latencies and
-// the server's CPU time and peak RSS.
-func measure(t *target, conns int, d time.Duration, setup func(worker int) (func() bool, error)) (result, error) {
-	workers := make([]func() bool, conns)
-	for i := range workers {
+// rounds is how many slices each measured phase is cut into. The floor and
+// keygate take turns slice by slice (F K K F F K ...), so that both see the
+// same machine, drift included; their ratio is then far steadier than two
+// long runs one after the other.
+const rounds = 6
+
+// compare warms both targets up, then measures them in interleaved slices
+// adding up to d each.
+func compare(c *http.Client, floor, kg *target, conns int, d time.Duration, setup func(*http.Client, *target, int) (*load, error)) (fr, kr result, err error) {
+	fl, err := setup(c, floor, conns)
+	if err != nil {
+		return result{}, result{}, err
+	}
+	kl, err := setup(c, kg, conns)
+	if err != nil {
+		return result{}, result{}, err
+	}
+	for _, l := range []*load{fl, kl} {
+		l.run(d / 5)
+		l.reset()
+	}
+	for r := range rounds {
+		order := []*load{fl, kl}
+		if r%2 == 1 {
+			order = []*load{kl, fl}
+		}
+		for _, l := range order {
+			l.run(d / rounds)
+		}
+	}
+	if fr, err = fl.result(); err != nil {
+		return result{}, result{}, err
+	}
+	kr, err = kl.result()
+	return fr, kr, err
+}
+
+// load is one endpoint's workload against one target: a worker per
+// connection, each keeping its own state (a refresh token, say) from one
+// slice to the next, and what the slices measured.
+type load struct {
+	t       *target
+	workers []func() bool
+	lat     []time.Duration
+	sent    int // every request, warm-up included
+	errs    int
+	secs    float64
+	cpu     time.Duration
+}
+
+func newLoad(t *target, conns int, setup func(worker int) (func() bool, error)) (*load, error) {
+	l := &load{t: t, workers: make([]func() bool, conns)}
+	for i := range l.workers {
 		w, err := setup(i)
 		if err != nil {
-			return result{}, err
+			return nil, err
 		}
-		workers[i] = w
+		l.workers[i] = w
 	}
-	cpu0 := cpuTime(t.cmd.Process.Pid)
-	lat := make([][]time.Duration, conns)
-	errs := make([]int, conns)
+	return l, nil
+}
+
+// run drives every worker for d, adding latencies, errors and the server's
+// CPU time to what l holds.
+func (l *load) run(d time.Duration) {
+	cpu0 := cpuTime(l.t.cmd.Process.Pid)
+	lat := make([][]time.Duration, len(l.workers))
+	errs := make([]int, len(l.workers))
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	start := time.Now()
 	var wg sync.WaitGroup
-	for i := range conns {
+	for i, w := range l.workers {
 		wg.Go(func() {
 			for ctx.Err() == nil {
 				t0 := time.Now()
-				ok := workers[i]()
+				ok := w()
 				lat[i] = append(lat[i], time.Since(t0))
 				if !ok {
 					errs[i]++
@@ -371,27 +432,37 @@ func measure(t *target, conns int, d time.Duration, setup func(worker int) (func
 		})
 	}
 	wg.Wait()
-	elapsed := time.Since(start).Seconds()
-	cpu := cpuTime(t.cmd.Process.Pid) - cpu0
-	var all []time.Duration
-	r := result{Seconds: elapsed}
-	for i := range conns {
-		all = append(all, lat[i]...)
-		r.Errors += errs[i]
+	l.secs += time.Since(start).Seconds()
+	l.cpu += cpuTime(l.t.cmd.Process.Pid) - cpu0
+	for i := range lat {
+		l.sent += len(lat[i])
+		l.lat = append(l.lat, lat[i]...)
+		l.errs += errs[i]
 	}
-	r.Requests = len(all)
-	if len(all) == 0 {
-		return r, errors.New("no requests completed")
-	}
-	slices.Sort(all)
-	r.P50, r.P99 = all[len(all)/2], all[len(all)*99/100]
-	r.CPUPerReq = cpu / time.Duration(len(all))
-	r.PeakRSSMiB = peakRSS(t.cmd.Process.Pid)
-	return r, nil
 }
 
-func loadLogin(c *http.Client, t *target, conns int, d time.Duration) (result, error) {
-	return measure(t, conns, d, func(w int) (func() bool, error) {
+func (l *load) reset() { l.lat, l.errs, l.secs, l.cpu = nil, 0, 0, 0 }
+
+func (l *load) result() (result, error) {
+	if len(l.lat) == 0 {
+		return result{}, errors.New("no requests completed")
+	}
+	all := slices.Clone(l.lat)
+	slices.Sort(all)
+	return result{
+		Sent:       l.sent,
+		Requests:   len(all),
+		Errors:     l.errs,
+		Seconds:    l.secs,
+		P50:        all[len(all)/2],
+		P99:        all[len(all)*99/100],
+		CPUPerReq:  l.cpu / time.Duration(len(all)),
+		PeakRSSMiB: peakRSS(l.t.cmd.Process.Pid),
+	}, nil
+}
+
+func loadLogin(c *http.Client, t *target, conns int) (*load, error) {
+	return newLoad(t, conns, func(w int) (func() bool, error) {
 		i := w
 		return func() bool {
 			key := t.companies[i%len(t.companies)]
@@ -414,8 +485,8 @@ func loginCompany(c *http.Client, t *target, w int) (tokenPair, error) {
 
 // loadRefresh gives each connection its own token family and feeds every
 // successor back, so each refresh token is used exactly once.
-func loadRefresh(c *http.Client, t *target, conns int, d time.Duration) (result, error) {
-	return measure(t, conns, d, func(w int) (func() bool, error) {
+func loadRefresh(c *http.Client, t *target, conns int) (*load, error) {
+	return newLoad(t, conns, func(w int) (func() bool, error) {
 		p, err := loginCompany(c, t, w)
 		if err != nil {
 			return nil, err
@@ -433,8 +504,8 @@ func loadRefresh(c *http.Client, t *target, conns int, d time.Duration) (result,
 	})
 }
 
-func loadMe(c *http.Client, t *target, conns int, d time.Duration) (result, error) {
-	return measure(t, conns, d, func(w int) (func() bool, error) {
+func loadMe(c *http.Client, t *target, conns int) (*load, error) {
+	return newLoad(t, conns, func(w int) (func() bool, error) {
 		p, err := loginCompany(c, t, w)
 		if err != nil {
 			return nil, err
@@ -446,6 +517,19 @@ func loadMe(c *http.Client, t *target, conns int, d time.Duration) (result, erro
 			return err == nil && code == 200
 		}, nil
 	})
+}
+
+// countFamilies counts the rows of keygate's refresh_families table, read
+// beside the running server (WAL mode lets it).
+func countFamilies(dir string) (int, error) {
+	db, err := sql.Open("sqlite3", "file:"+filepath.Join(dir, "keygate.db")+"?mode=ro&_busy_timeout=5000")
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	var n int
+	err = db.QueryRow(`SELECT COUNT(*) FROM refresh_families`).Scan(&n)
+	return n, err
 }
 
 // cpuTime is the process's user+system CPU time from /proc.
