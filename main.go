@@ -15,9 +15,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime"
-	"runtime/debug"
-	"runtime/metrics"
 	"sync"
 	"syscall"
 	"time"
@@ -142,52 +139,10 @@ func (a *app) serveCommand() *cobra.Command {
 	}
 }
 
-// minHeapGoal is the least heap size at which serve's garbage collector
-// starts a cycle. keygate's live heap is a few MiB while every request
-// allocates, so with Go's default (collect once the heap has doubled, at
-// 4 MiB at the least) it would collect dozens of times a second under load,
-// and each collection's fixed costs — stopping the world, waking mark
-// workers, handing memory back to the OS — cost more than the marking; most
-// of all on virtual machines, where each of those is a round of interrupts.
-// Collecting at 32 MiB instead cuts CPU per login by about a fifth
-// (BENCHMARKS.md). From about 16 MiB live, Go's default applies unchanged.
-const minHeapGoal = 32 << 20
-
-// keepHeapGoal sets GOGC after every collection so that the next one starts
-// at minHeapGoal, or at twice the live heap once that is larger (Go's
-// default). GOGC in the environment wins: then it does nothing.
-func keepHeapGoal() {
-	if os.Getenv("GOGC") != "" {
-		return
-	}
-	sample := []metrics.Sample{
-		{Name: "/gc/heap/live:bytes"},
-		{Name: "/gc/scan/stack:bytes"},
-		{Name: "/gc/scan/globals:bytes"},
-	}
-	var retune func()
-	retune = func() {
-		metrics.Read(sample)
-		live := sample[0].Value.Uint64()
-		roots := live + sample[1].Value.Uint64() + sample[2].Value.Uint64()
-		// Go starts the next cycle at the larger of live + roots*GOGC/100
-		// and 4 MiB*GOGC/100: pick the GOGC that puts both at minHeapGoal.
-		percent := 100
-		if roots > 0 && live+roots < minHeapGoal {
-			percent = int(min((minHeapGoal-live)*100/roots, minHeapGoal*100/(4<<20)))
-		}
-		debug.SetGCPercent(percent)
-		// A cleanup runs once the GC has found its object unreachable:
-		// after the next cycle.
-		runtime.AddCleanup(new([64]byte), func(struct{}) { retune() }, struct{}{})
-	}
-	retune()
-}
-
 // serve runs until ctx ends, then drains requests, stops the background
 // jobs, flushes the audit batch and closes the database, in that order.
 func (a *app) serve(ctx context.Context) error {
-	keepHeapGoal()
+	server.KeepHeapGoal()
 	db, err := a.openDB(ctx, true)
 	if err != nil {
 		return fmt.Errorf("opening database: %w", err)

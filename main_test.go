@@ -1802,7 +1802,7 @@ func TestMasterKeyNeverReplacedSilently(t *testing.T) {
 }
 
 // TestServeHeapGoal: keygate serve starts a garbage collection at a 32 MiB
-// heap at the least (main.go, keepHeapGoal) instead of Go's 4 MiB, unless
+// heap at the least (server.KeepHeapGoal) instead of Go's 4 MiB, unless
 // GOGC in its environment says otherwise. The runtime's own trace
 // (GODEBUG=gctrace=1) reports each cycle's goal.
 func TestServeHeapGoal(t *testing.T) {

@@ -235,26 +235,22 @@ func (c *keyCache) forget() {
 }
 
 func (c *keyCache) remember(d keys.Digest, p keys.Principal) {
-	makeRoom(c.byDigest)
-	c.byDigest[d] = p
-	c.setActive(p.KeyID, true)
+	put(c.byDigest, d, p)
+	put(c.activeKey, p.KeyID, true)
 }
 
-func (c *keyCache) setActive(keyID string, active bool) {
-	makeRoom(c.activeKey)
-	c.activeKey[keyID] = active
-}
+func (c *keyCache) setActive(keyID string, active bool) { put(c.activeKey, keyID, active) }
 
-// makeRoom deletes an arbitrary entry of a full map (Go starts each range
-// at a random place).
-func makeRoom[K comparable, V any](m map[K]V) {
-	if len(m) < maxCachedKeys {
-		return
+// put sets m[k], first deleting an arbitrary other entry if m is full and
+// lacks k (Go starts each range at a random place).
+func put[K comparable, V any](m map[K]V, k K, v V) {
+	if _, ok := m[k]; !ok && len(m) >= maxCachedKeys {
+		for old := range m {
+			delete(m, old)
+			break
+		}
 	}
-	for k := range m {
-		delete(m, k)
-		return
-	}
+	m[k] = v
 }
 
 // sync forgets everything if another connection has committed since the

@@ -31,10 +31,7 @@ func floorServer(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	// Go's default garbage collector settings, not keygate serve's 32 MiB
-	// floor (main.go, keepHeapGoal): this heap keeps every family and audit
-	// event, so it is past that floor within its first second of load, and
-	// from there the two policies are the same.
+	server.KeepHeapGoal() // the collector policy keygate serve runs
 	// Info, like keygate's default: the floor pays for the same access log.
 	log := slog.New(server.LogHandler(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))
 

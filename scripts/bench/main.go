@@ -353,6 +353,10 @@ func seed(c *http.Client, t *target, n, conns int) error {
 // long runs one after the other.
 const rounds = 6
 
+// settle is the pause after each slice: longer than keygate's audit flush
+// interval (1 s).
+const settle = 1200 * time.Millisecond
+
 // compare warms both targets up, then measures them in interleaved slices
 // adding up to d each.
 func compare(c *http.Client, floor, kg *target, conns int, d time.Duration, setup func(*http.Client, *target, int) (*load, error)) (fr, kr result, err error) {
@@ -433,6 +437,10 @@ func (l *load) run(d time.Duration) {
 	}
 	wg.Wait()
 	l.secs += time.Since(start).Seconds()
+	// Let the work the slice left behind (keygate's once-a-second audit
+	// batch, a collection under way) finish before the other server's
+	// slice starts, and count its CPU here, to its owner.
+	time.Sleep(settle)
 	l.cpu += cpuTime(l.t.cmd.Process.Pid) - cpu0
 	for i := range lat {
 		l.sent += len(lat[i])

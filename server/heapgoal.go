@@ -1,0 +1,55 @@
+package server
+
+import (
+	"os"
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+)
+
+// minHeapGoal is the least heap goal KeepHeapGoal gives the garbage
+// collector. A process serving keygate's API holds a live heap of a couple
+// of MiB while every request allocates, so with Go's default (a goal of
+// twice the live heap, 4 MiB at the least) it would collect dozens of
+// times a second under load, and each collection's fixed costs — stopping
+// the world, waking mark workers, handing memory back to the OS — cost more
+// than the marking; most of all on virtual machines, where each of those is
+// a round of interrupts. A 32 MiB goal cuts CPU per login by about a fifth
+// (BENCHMARKS.md). From about 16 MiB live, Go's default applies unchanged.
+const minHeapGoal = 32 << 20
+
+// KeepHeapGoal sets GOGC after every collection so that the next one's heap
+// goal is minHeapGoal, or twice the live heap once that is larger (Go's
+// default). GOGC in the environment wins: then it does nothing. It lives
+// here, beside the engine, so that every process serving it — keygate
+// serve, the benchmark's floor — runs the same collector policy; call it
+// once per process.
+func KeepHeapGoal() {
+	if os.Getenv("GOGC") != "" {
+		return
+	}
+	sample := []metrics.Sample{
+		{Name: "/gc/heap/live:bytes"},
+		{Name: "/gc/scan/stack:bytes"},
+		{Name: "/gc/scan/globals:bytes"},
+	}
+	var retune func()
+	retune = func() {
+		metrics.Read(sample)
+		live := sample[0].Value.Uint64()
+		roots := live + sample[1].Value.Uint64() + sample[2].Value.Uint64()
+		// Go's goal is the larger of live + roots*GOGC/100 and
+		// 4 MiB*GOGC/100: pick the GOGC that puts both at minHeapGoal.
+		percent := 100
+		if roots > 0 && live+roots < minHeapGoal {
+			percent = int(min((minHeapGoal-live)*100/roots, minHeapGoal*100/(4<<20)))
+		}
+		debug.SetGCPercent(percent)
+		// A cleanup runs once the collector has found its object
+		// unreachable: normally after the next cycle, so each cycle runs
+		// on the percent the one before it chose (if the live heap jumps,
+		// one cycle may overshoot before this catches up).
+		runtime.AddCleanup(new([64]byte), func(struct{}) { retune() }, struct{}{})
+	}
+	retune()
+}
