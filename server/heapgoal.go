@@ -14,7 +14,7 @@ import (
 // times a second under load, and each collection's fixed costs — stopping
 // the world, waking mark workers, handing memory back to the OS — cost more
 // than the marking; most of all on virtual machines, where each of those is
-// a round of interrupts. A 32 MiB goal cuts CPU per login by about a fifth
+// a round of interrupts. A 32 MiB goal cuts CPU per login by about a quarter
 // (BENCHMARKS.md). From about 16 MiB live, Go's default applies unchanged.
 const minHeapGoal = 32 << 20
 
