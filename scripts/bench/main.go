@@ -131,9 +131,11 @@ func run(args []string) error {
 	fmt.Fprintln(&table, "| endpoint | server | req/s | p50 | p99 | errors | CPU/req | peak RSS | vs floor: req/s | vs floor: p99 |")
 	fmt.Fprintln(&table, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	for _, ph := range phases {
-		before, err := countFamilies(dir)
-		if err != nil {
-			return err
+		var before int
+		if ph.refresh {
+			if before, err = countFamilies(dir); err != nil {
+				return err
+			}
 		}
 		fr, kr, err := compare(client, floor, kg, *conns, *duration, ph.setup)
 		if err != nil {
