@@ -29,12 +29,12 @@ func stampPtr(t *time.Time) any {
 // with a keys.Service whose actor is the operator. Login audit is written
 // synchronously (no recorder).
 func (a *app) withKeys(cmd *cobra.Command, create bool, fn func(*keys.Service) error) error {
-	db, err := a.openDB(cmd.Context(), create)
+	st, err := a.openStore(cmd.Context(), create)
 	if err != nil {
-		return fmt.Errorf("opening database: %w", err)
+		return err
 	}
-	defer db.Close()
-	return explain(fn(keys.NewService(db, nil, time.Now, a.log)))
+	defer st.Close()
+	return explain(fn(keys.NewService(st, nil, time.Now, a.log)))
 }
 
 // explain turns domain errors into operator-facing messages.
@@ -160,7 +160,7 @@ func (a *app) partnerKeyCommand() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.withKeys(cmd, false, func(svc *keys.Service) error {
-				k, err := svc.CreatePartnerKey(cmd.Context(), keys.Operator, partnerID)
+				k, err := svc.CreateKey(cmd.Context(), keys.Operator, keys.PartnerOwner(partnerID))
 				if err != nil {
 					return err
 				}
@@ -185,7 +185,7 @@ func (a *app) partnerKeyCommand() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.withKeys(cmd, false, func(svc *keys.Service) error {
-				ks, err := svc.ListPartnerKeys(cmd.Context(), listPartner)
+				ks, err := svc.ListKeys(cmd.Context(), keys.PartnerOwner(listPartner))
 				if err != nil {
 					return err
 				}
@@ -221,7 +221,7 @@ func (a *app) partnerKeyCommand() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.withKeys(cmd, false, func(svc *keys.Service) error {
-				if err := svc.RevokePartnerKey(cmd.Context(), keys.Operator, revokePartner, revokeKey); err != nil {
+				if err := svc.RevokeKey(cmd.Context(), keys.Operator, keys.PartnerOwner(revokePartner), revokeKey); err != nil {
 					return err
 				}
 				fmt.Fprintf(a.stdout, "key %s revoked\n", revokeKey)
@@ -252,12 +252,12 @@ func (a *app) signingKeyCommand() *cobra.Command {
 		Short: "Add a signing key: published at once, signing after tokens.signing_key_activation_delay",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			db, err := a.openDB(cmd.Context(), false)
+			st, err := a.openStore(cmd.Context(), false)
 			if err != nil {
-				return fmt.Errorf("opening database: %w", err)
+				return err
 			}
-			defer db.Close()
-			ring, err := a.keyring(cmd.Context(), db)
+			defer st.Close()
+			ring, err := a.keyring(cmd.Context(), st)
 			if err != nil {
 				return err
 			}
@@ -277,12 +277,12 @@ func (a *app) signingKeyCommand() *cobra.Command {
 		Short: "List signing keys",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			db, err := a.openDB(cmd.Context(), false)
+			st, err := a.openStore(cmd.Context(), false)
 			if err != nil {
-				return fmt.Errorf("opening database: %w", err)
+				return err
 			}
-			defer db.Close()
-			ring, err := a.keyring(cmd.Context(), db)
+			defer st.Close()
+			ring, err := a.keyring(cmd.Context(), st)
 			if err != nil {
 				return err
 			}

@@ -103,7 +103,7 @@ func TestLoginRefusesWithOneBody(t *testing.T) {
 	ctx := context.Background()
 	good, goodKey := e.partner("Good")
 	revoked, revokedKey := e.partner("Revoked")
-	if err := e.keys.RevokePartnerKey(ctx, keys.Operator, revoked.ID, partnerKeyID(t, e, revoked.ID)); err != nil {
+	if err := e.keys.RevokeKey(ctx, keys.Operator, keys.PartnerOwner(revoked.ID), partnerKeyID(t, e, revoked.ID)); err != nil {
 		t.Fatal(err)
 	}
 	disabled, disabledKey := e.partner("Disabled")

@@ -11,7 +11,7 @@ import (
 // network and with rate limits off, as serve wires it (audit batched).
 
 func BenchmarkLogin(b *testing.B) {
-	e := newEnv(b, withRecorder())
+	e := newEnv(b)
 	_, apiKey := e.partner("Bench")
 	body := loginBody(apiKey)
 	for b.Loop() {
@@ -24,7 +24,7 @@ func BenchmarkLogin(b *testing.B) {
 }
 
 func BenchmarkMe(b *testing.B) {
-	e := newEnv(b, withRecorder())
+	e := newEnv(b)
 	_, apiKey := e.partner("Bench")
 	jwt := e.login(apiKey).JWT
 	for b.Loop() {

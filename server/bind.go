@@ -19,13 +19,13 @@ import (
 )
 
 // bind reads and strictly decodes a JSON object body into dst, then runs
-// its validate method. It renders the error and returns false on failure.
-func (s *Server) bind(c *gin.Context, dst interface{ validate() error }) bool {
+// validate on it. It renders the error and returns false on failure.
+func bind[T any](s *Server, c *gin.Context, dst *T, validate func(*T) error) bool {
 	if err := s.decode(c.Request, dst); err != nil {
 		s.fail(c, err)
 		return false
 	}
-	if err := dst.validate(); err != nil {
+	if err := validate(dst); err != nil {
 		s.fail(c, err)
 		return false
 	}

@@ -599,7 +599,7 @@ func TestCompanyAuditTrail(t *testing.T) {
 	}
 	var got []step
 	for _, ev := range e.audit() {
-		got = append(got, step{ev.Action, ev.ActorType, ev.ActorID, ev.Target, ev.Addr, ev.Outcome})
+		got = append(got, step{ev.Action, string(ev.ActorType), ev.ActorID, ev.Target, ev.Addr, ev.Outcome})
 		for _, secret := range []string{a.apiKey, co.APIKey, second.APIKey, first.RefreshToken, first.JWT} {
 			if strings.Contains(fmt.Sprintf("%+v", ev), secret) {
 				t.Errorf("audit event %+v holds a secret", ev)

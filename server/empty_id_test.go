@@ -17,7 +17,7 @@ func TestEmptyCompanyIDNamesNothing(t *testing.T) {
 	a := e.tenant("Acme")
 	partnerKeys := func() []keys.Key {
 		t.Helper()
-		ks, err := e.keys.ListPartnerKeys(t.Context(), a.partner.ID)
+		ks, err := e.keys.ListKeys(t.Context(), keys.PartnerOwner(a.partner.ID))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"keygate/api"
 	"keygate/keys"
 	"keygate/tokens"
 )
@@ -25,32 +26,34 @@ var (
 const unauthorizedMessage = "invalid, expired or revoked credentials"
 
 // errorTable maps every domain and HTTP error to its status, code and fixed
-// message. Anything not listed is a 500 with a fixed message.
+// message. fail walks it first to last and takes the first entry the error
+// matches (errors.Is), so an error that wraps two listed errors gets the
+// earlier one's status: credential failures come first, so that no error
+// that also carries, say, keys.ErrNotFound can tell a caller more than the
+// one 401. Anything not listed is a 500 with a fixed message.
 var errorTable = []struct {
 	err     error
 	status  int
 	code    string
 	message string
 }{
-	{keys.ErrInvalidKey, http.StatusUnauthorized, "unauthorized", unauthorizedMessage},
-	{tokens.ErrInvalidRefreshToken, http.StatusUnauthorized, "unauthorized", unauthorizedMessage},
-	{tokens.ErrInvalidToken, http.StatusUnauthorized, "unauthorized", unauthorizedMessage},
-	{errUnauthorized, http.StatusUnauthorized, "unauthorized", unauthorizedMessage},
-	{errForbidden, http.StatusForbidden, "forbidden", "this endpoint needs a partner token"},
-	{keys.ErrNotFound, http.StatusNotFound, "not_found", "resource not found"},
-	{errNoRoute, http.StatusNotFound, "not_found", "no such route"},
-	{keys.ErrDisabled, http.StatusConflict, "conflict", "the owner is disabled"},
-	{keys.ErrConflict, http.StatusConflict, "conflict", "a company with this externalId already exists"},
-	{errTooLarge, http.StatusRequestEntityTooLarge, "payload_too_large", "request body too large"},
-	{errMediaType, http.StatusUnsupportedMediaType, "unsupported_media_type", "request body must be application/json"},
-	{errRateLimited, http.StatusTooManyRequests, "rate_limited", "too many requests, retry later"},
-	{keys.ErrUnavailable, http.StatusServiceUnavailable, "service_unavailable", "storage is unavailable, retry later"},
+	{keys.ErrInvalidKey, http.StatusUnauthorized, api.CodeUnauthorized, unauthorizedMessage},
+	{tokens.ErrInvalidRefreshToken, http.StatusUnauthorized, api.CodeUnauthorized, unauthorizedMessage},
+	{tokens.ErrInvalidToken, http.StatusUnauthorized, api.CodeUnauthorized, unauthorizedMessage},
+	{errUnauthorized, http.StatusUnauthorized, api.CodeUnauthorized, unauthorizedMessage},
+	{errForbidden, http.StatusForbidden, api.CodeForbidden, "this endpoint needs a partner token"},
+	{keys.ErrNotFound, http.StatusNotFound, api.CodeNotFound, "resource not found"},
+	{errNoRoute, http.StatusNotFound, api.CodeNotFound, "no such route"},
+	{keys.ErrDisabled, http.StatusConflict, api.CodeConflict, "the owner is disabled"},
+	{keys.ErrConflict, http.StatusConflict, api.CodeConflict, "a company with this externalId already exists"},
+	{errTooLarge, http.StatusRequestEntityTooLarge, api.CodePayloadTooLarge, "request body too large"},
+	{errMediaType, http.StatusUnsupportedMediaType, api.CodeUnsupportedMedia, "request body must be application/json"},
+	{errRateLimited, http.StatusTooManyRequests, api.CodeRateLimited, "too many requests, retry later"},
+	{keys.ErrUnavailable, http.StatusServiceUnavailable, api.CodeServiceUnavailable, "storage is unavailable, retry later"},
 }
 
-type errorBody struct {
-	Error   string `json:"error"`
-	Message string `json:"message"`
-}
+// internalError is the one body of every 500.
+var internalError = api.Error{Error: api.CodeInternal, Message: "internal error"}
 
 // fail renders err in the documented shape. Validation errors name their
 // field; unmapped errors are logged with the request ID and answered with a
@@ -58,7 +61,7 @@ type errorBody struct {
 func (s *Server) fail(c *gin.Context, err error) {
 	var ve *keys.ValidationError
 	if errors.As(err, &ve) {
-		c.AbortWithStatusJSON(http.StatusBadRequest, errorBody{"validation_error", ve.Error()})
+		c.AbortWithStatusJSON(http.StatusBadRequest, api.Error{Error: api.CodeValidation, Message: ve.Error()})
 		return
 	}
 	for _, e := range errorTable {
@@ -68,10 +71,10 @@ func (s *Server) fail(c *gin.Context, err error) {
 			} else if e.status == http.StatusUnauthorized {
 				s.log.DebugContext(c.Request.Context(), "credentials refused", "err", err)
 			}
-			c.AbortWithStatusJSON(e.status, errorBody{e.code, e.message})
+			c.AbortWithStatusJSON(e.status, api.Error{Error: e.code, Message: e.message})
 			return
 		}
 	}
 	s.log.ErrorContext(c.Request.Context(), "internal error", "err", err)
-	c.AbortWithStatusJSON(http.StatusInternalServerError, errorBody{"internal_error", "internal error"})
+	c.AbortWithStatusJSON(http.StatusInternalServerError, internalError)
 }

@@ -486,7 +486,7 @@ func TestIPv6ClientsShareTheirSlash64(t *testing.T) {
 func TestRateLimiterMemoryBounded(t *testing.T) {
 	t.Parallel()
 	const maxTracked = 100
-	e := newEnv(t, withRecorder(), withTrustedProxies("10.0.0.1"), withLimits(server.RateLimits{
+	e := newEnv(t, withTrustedProxies("10.0.0.1"), withLimits(server.RateLimits{
 		LoginFailuresPerMinute: 5, LoginPerKeyPerMinute: 5, RefreshPerFamilyPerMinute: 5, APIPerMinute: 5, MaxTracked: maxTracked,
 	}))
 	_, apiKey := e.partner("Acme")

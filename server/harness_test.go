@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -18,9 +19,10 @@ import (
 	"testing"
 	"time"
 
+	"keygate/gateway"
 	"keygate/keys"
 	"keygate/server"
-	"keygate/sqlite"
+	"keygate/store"
 	"keygate/tokens"
 )
 
@@ -93,21 +95,22 @@ func (b *logBuffer) records(t testing.TB) []map[string]any {
 
 // options tune one harness.
 type options struct {
-	cfg       server.Config
-	algorithm string
-	jwks      func(real func() []byte) func() []byte
-	recorder  bool
+	limits         server.RateLimits
+	trustedProxies []string
+	maxBody        int64
+	algorithm      string
+	jwks           func(real func() []byte) func() []byte
 }
 
 type option func(*options)
 
-func withLimits(l server.RateLimits) option { return func(o *options) { o.cfg.RateLimits = l } }
+func withLimits(l server.RateLimits) option { return func(o *options) { o.limits = l } }
 
 func withTrustedProxies(p ...string) option {
-	return func(o *options) { o.cfg.TrustedProxies = p }
+	return func(o *options) { o.trustedProxies = p }
 }
 
-func withMaxBody(n int64) option { return func(o *options) { o.cfg.MaxBodyBytes = n } }
+func withMaxBody(n int64) option { return func(o *options) { o.maxBody = n } }
 
 func withAlgorithm(alg string) option { return func(o *options) { o.algorithm = alg } }
 
@@ -116,16 +119,13 @@ func withJWKS(wrap func(real func() []byte) func() []byte) option {
 	return func(o *options) { o.jwks = wrap }
 }
 
-// withRecorder batches login audit in a keys.Recorder, as serve does; the
-// harness flushes it on cleanup and in flush.
-func withRecorder() option { return func(o *options) { o.recorder = true } }
-
-// env is the whole stack wired as main.go's serve wires it, on a SQLite
-// file in a temporary directory and a manual clock.
+// env is the whole stack wired by gateway.New, as keygate serve wires it,
+// on a SQLite file in a temporary directory and a manual clock. Rate limits
+// are off unless a test asks for them.
 type env struct {
 	t        testing.TB
 	clock    *clock
-	db       *sqlite.DB
+	db       store.Store
 	ring     *tokens.Keyring
 	keys     *keys.Service
 	tokens   *tokens.Service
@@ -147,9 +147,24 @@ func newEnv(t testing.TB, opts ...option) *env {
 	log := slog.New(server.LogHandler(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 
 	dir := t.TempDir()
-	db, err := sqlite.Open(ctx, sqlite.Options{Path: filepath.Join(dir, "keygate.db"), Logger: log})
+	cfg := gateway.DefaultConfig()
+	cfg.Database.Path = filepath.Join(dir, "keygate.db")
+	cfg.Tokens.Algorithm = o.algorithm
+	cfg.Tokens.HMACSecret = "an-hmac-secret-of-at-least-32-bytes!"
+	cfg.Server.TrustedProxies = o.trustedProxies
+	if o.maxBody > 0 {
+		cfg.Server.MaxBodyBytes = o.maxBody
+	}
+	cfg.RateLimit = gateway.RateLimitConfig{
+		LoginFailuresPerMinute:    o.limits.LoginFailuresPerMinute,
+		LoginPerKeyPerMinute:      o.limits.LoginPerKeyPerMinute,
+		RefreshPerFamilyPerMinute: o.limits.RefreshPerFamilyPerMinute,
+		APIPerMinute:              o.limits.APIPerMinute,
+		MaxTracked:                cmp.Or(o.limits.MaxTracked, cfg.RateLimit.MaxTracked),
+	}
+	db, err := store.Open(ctx, cfg.Database, store.Options{Create: true, Log: log, Now: clk.Now})
 	if err != nil {
-		t.Fatalf("sqlite.Open: %v", err)
+		t.Fatalf("store.Open: %v", err)
 	}
 	t.Cleanup(func() {
 		if err := db.Close(); err != nil {
@@ -160,45 +175,14 @@ func newEnv(t testing.TB, opts ...option) *env {
 	if err != nil {
 		t.Fatalf("master key: %v", err)
 	}
-	ring := tokens.NewKeyring(tokens.KeyringConfig{
-		Algorithm:       o.algorithm,
-		HMACSecret:      "an-hmac-secret-of-at-least-32-bytes!",
-		AccessTTL:       accessTTL,
-		Leeway:          leeway,
-		ActivationDelay: time.Hour,
-	}, master, db, clk.Now, log)
-	if err := ring.EnsureKey(ctx); err != nil {
-		t.Fatalf("EnsureKey: %v", err)
-	}
-	if err := ring.Load(ctx); err != nil {
-		t.Fatalf("Load: %v", err)
-	}
-	signer, err := tokens.NewJWT(tokens.JWTConfig{
-		Issuer: "keygate", Audience: "r-auth", Algorithm: o.algorithm, AccessTTL: accessTTL, Leeway: leeway,
-	}, ring, clk.Now)
+	gw, err := gateway.New(ctx, cfg, db, master, gateway.Options{Log: log, Now: clk.Now, WrapJWKS: o.jwks})
 	if err != nil {
-		t.Fatalf("NewJWT: %v", err)
+		t.Fatalf("gateway.New: %v", err)
 	}
-	var recorder *keys.Recorder
-	if o.recorder {
-		recorder = keys.NewRecorder(db, time.Second, log)
-		t.Cleanup(func() { recorder.Flush(ctx) }) // runs before db.Close
-	}
-	keySvc := keys.NewService(db, recorder, clk.Now, log)
-	tokenSvc := tokens.NewService(keySvc, db, signer, master, tokens.RefreshConfig{
-		TTL: refreshTTL, MaxLifetime: maxLifetime, ReuseGrace: reuseGrace, Retention: retention,
-	}, clk.Now)
-	jwks := ring.JWKS
-	if o.jwks != nil {
-		jwks = o.jwks(ring.JWKS)
-	}
-	srv, err := server.New(o.cfg, server.Deps{Keys: keySvc, Tokens: tokenSvc, JWKS: jwks, Ready: db.Ready, Log: log, Now: clk.Now})
-	if err != nil {
-		t.Fatalf("server.New: %v", err)
-	}
+	t.Cleanup(func() { gw.Recorder.Flush(ctx) }) // runs before db.Close
 	return &env{
-		t: t, clock: clk, db: db, ring: ring, keys: keySvc, tokens: tokenSvc, recorder: recorder,
-		srv: srv, handler: srv.Handler(), logs: logs,
+		t: t, clock: clk, db: db, ring: gw.Keyring, keys: gw.Keys, tokens: gw.Tokens, recorder: gw.Recorder,
+		srv: gw.Server, handler: gw.Handler(), logs: logs,
 	}
 }
 
@@ -247,9 +231,13 @@ func (e *env) do(r request) *httptest.ResponseRecorder {
 	return e.serve(req)
 }
 
+// serve answers req, then writes the batched login audit and last uses, so
+// that every test reads the audit trail and lastUsedAt as they stand after
+// the request (serve batches them once a second).
 func (e *env) serve(req *http.Request) *httptest.ResponseRecorder {
 	rec := httptest.NewRecorder()
 	e.handler.ServeHTTP(rec, req)
+	e.recorder.Flush(context.Background())
 	return rec
 }
 
@@ -344,13 +332,11 @@ func (e *env) createCompany(partnerJWT, body string) createdCompany {
 	return decodeInto[createdCompany](e.t, rec)
 }
 
-// audit returns the whole audit trail, oldest first, after flushing the
-// recorder if there is one.
+// audit returns the whole audit trail, oldest first, once the batched
+// login events are written.
 func (e *env) audit() []keys.AuditEvent {
 	e.t.Helper()
-	if e.recorder != nil {
-		e.recorder.Flush(context.Background())
-	}
+	e.recorder.Flush(context.Background())
 	evs, err := e.keys.ListAudit(context.Background(), time.Time{})
 	if err != nil {
 		e.t.Fatalf("ListAudit: %v", err)
@@ -464,9 +450,9 @@ func flip(s string, i int) string {
 
 func partnerKeyID(t *testing.T, e *env, partnerID string) string {
 	t.Helper()
-	ks, err := e.keys.ListPartnerKeys(context.Background(), partnerID)
+	ks, err := e.keys.ListKeys(context.Background(), keys.PartnerOwner(partnerID))
 	if err != nil || len(ks) == 0 {
-		t.Fatalf("ListPartnerKeys: %v %v", ks, err)
+		t.Fatalf("ListKeys: %v %v", ks, err)
 	}
 	return ks[0].ID
 }

@@ -68,7 +68,7 @@ var secretShapes = regexp.MustCompile(`(pk|ck|rt)_[0-9A-Za-z]{16,}|eyJ[0-9A-Za-z
 // failures included, and looks for every secret handed out or sent.
 func TestLogsHoldNoSecrets(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, withRecorder(), withLimits(server.RateLimits{LoginFailuresPerMinute: 5, APIPerMinute: 100}))
+	e := newEnv(t, withLimits(server.RateLimits{LoginFailuresPerMinute: 5, APIPerMinute: 100}))
 	var secrets []string
 	keep := func(s ...string) { secrets = append(secrets, s...) }
 	pair := func(p tokenPair) tokenPair { keep(p.JWT, p.RefreshToken); return p }

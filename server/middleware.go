@@ -12,6 +12,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"keygate/keys"
 	"keygate/tokens"
 )
 
@@ -91,7 +92,7 @@ func (s *Server) recovery(c *gin.Context) {
 			}
 			s.log.ErrorContext(c.Request.Context(), "panic", "panic", v, "stack", string(debug.Stack()))
 			if !c.Writer.Written() {
-				c.AbortWithStatusJSON(http.StatusInternalServerError, errorBody{"internal_error", "internal error"})
+				c.AbortWithStatusJSON(http.StatusInternalServerError, internalError)
 			} else {
 				c.Abort()
 			}
@@ -140,7 +141,7 @@ func (s *Server) authenticate(c *gin.Context) {
 
 // partnerOnly lets only partner principals through.
 func (s *Server) partnerOnly(c *gin.Context) {
-	if session(c).Principal.Kind != "partner" {
+	if session(c).Principal.Kind != keys.KindPartner {
 		s.fail(c, errForbidden)
 		return
 	}

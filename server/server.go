@@ -4,7 +4,6 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -109,36 +108,3 @@ func New(cfg Config, d Deps) (*Server, error) {
 
 // Handler returns the HTTP handler.
 func (s *Server) Handler() http.Handler { return s.engine }
-
-// timeLayout is RFC 3339 with milliseconds and a numeric offset, in UTC.
-const timeLayout = "2006-01-02T15:04:05.000-07:00"
-
-func stamp(t time.Time) string { return t.UTC().Format(timeLayout) }
-
-func stampPtr(t *time.Time) *string {
-	if t == nil {
-		return nil
-	}
-	s := stamp(*t)
-	return &s
-}
-
-func (s *Server) health(c *gin.Context) {
-	c.JSON(http.StatusOK, gin.H{"status": "ok"})
-}
-
-func (s *Server) readiness(c *gin.Context) {
-	if err := s.ready(c.Request.Context()); err != nil {
-		s.fail(c, errors.Join(keys.ErrUnavailable, err))
-		return
-	}
-	c.JSON(http.StatusOK, gin.H{"status": "ready"})
-}
-
-func (s *Server) jwksHandler(c *gin.Context) {
-	// The set is read before the response is marked cacheable, so a failure
-	// to produce it is never kept by shared caches.
-	set := s.jwks()
-	c.Header("Cache-Control", "public, max-age=300")
-	c.Data(http.StatusOK, "application/jwk-set+json", set)
-}

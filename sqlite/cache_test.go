@@ -25,13 +25,13 @@ func TestWriterCacheSeesOtherConnections(t *testing.T) {
 		revoke func(p keys.Principal, at time.Time) error
 	}{
 		{"key revoked by the CLI", func(p keys.Principal, at time.Time) error {
-			return cli.RevokeKey(ctx, p.PartnerID, "", p.KeyID, at, keys.AuditEvent{At: at})
+			return cli.RevokeKey(ctx, p.Owner(), p.KeyID, at, keys.AuditEvent{At: at})
 		}},
 		{"partner disabled by the CLI", func(p keys.Principal, at time.Time) error {
 			return cli.DisablePartner(ctx, p.PartnerID, at, keys.AuditEvent{At: at})
 		}},
 		{"key revoked through the server's own handle", func(p keys.Principal, at time.Time) error {
-			return server.RevokeKey(ctx, p.PartnerID, "", p.KeyID, at, keys.AuditEvent{At: at})
+			return server.RevokeKey(ctx, p.Owner(), p.KeyID, at, keys.AuditEvent{At: at})
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -40,7 +40,7 @@ func TestWriterCacheSeesOtherConnections(t *testing.T) {
 				t.Fatal(err)
 			}
 			// Warm the server's cache with a login and a refresh.
-			f := newFamily(keys.Principal{})
+			f := newFamily()
 			principal, err := server.StartFamily(ctx, d, f)
 			if err != nil {
 				t.Fatalf("first login: %v", err)
@@ -52,7 +52,7 @@ func TestWriterCacheSeesOtherConnections(t *testing.T) {
 			if err := tc.revoke(principal, time.Now()); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := server.StartFamily(ctx, d, newFamily(keys.Principal{})); !errors.Is(err, keys.ErrInvalidKey) {
+			if _, err := server.StartFamily(ctx, d, newFamily()); !errors.Is(err, keys.ErrInvalidKey) {
 				t.Errorf("login right after the revocation: %v, want ErrInvalidKey", err)
 			}
 			if familyActive(t, server, f.ID) {

@@ -1,6 +1,7 @@
 package sqlite_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,38 +15,27 @@ import (
 
 	"github.com/mattn/go-sqlite3"
 
+	"keygate/gateway"
 	"keygate/keys"
-	"keygate/server"
 	"keygate/sqlite"
 	"keygate/tokens"
 )
 
-// gateway wires the real HTTP stack over db, as keygate serve does.
-func gateway(t *testing.T, db *sqlite.DB) (http.Handler, *keys.Service) {
+// gatewayOver wires keygate over db with gateway.New, as keygate serve
+// does. Its audit recorder is not running, as it would be in serve; what
+// it queued is flushed before the database closes.
+func gatewayOver(t *testing.T, db *sqlite.DB) (http.Handler, *keys.Service) {
 	t.Helper()
-	log := slog.New(slog.DiscardHandler)
 	master, err := tokens.NewMasterKey(strings.Repeat("m", 32))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ring := tokens.NewKeyring(tokens.KeyringConfig{Algorithm: tokens.ES256, AccessTTL: 15 * time.Minute, Leeway: 30 * time.Second, ActivationDelay: time.Hour}, master, db, time.Now, log)
-	if err := ring.EnsureKey(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	if err := ring.Load(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	j, err := tokens.NewJWT(tokens.JWTConfig{Issuer: "keygate", Audience: "r-auth", Algorithm: tokens.ES256, AccessTTL: 15 * time.Minute, Leeway: 30 * time.Second}, ring, time.Now)
+	gw, err := gateway.New(t.Context(), gateway.DefaultConfig(), db, master, gateway.Options{})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("gateway.New: %v", err)
 	}
-	keySvc := keys.NewService(db, nil, time.Now, log)
-	tokenSvc := tokens.NewService(keySvc, db, j, master, tokens.RefreshConfig{TTL: time.Hour, MaxLifetime: 2 * time.Hour, ReuseGrace: 10 * time.Second, Retention: time.Hour}, time.Now)
-	srv, err := server.New(server.Config{}, server.Deps{Keys: keySvc, Tokens: tokenSvc, JWKS: ring.JWKS, Ready: db.Ready, Log: log, Now: time.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return srv.Handler(), keySvc
+	t.Cleanup(func() { gw.Recorder.Flush(context.Background()) }) // runs before open's Close
+	return gw.Handler(), gw.Keys
 }
 
 func call(t *testing.T, h http.Handler, method, path, body string) (int, map[string]any) {
@@ -79,7 +69,7 @@ func TestFailingCommitsAnswer503AndRecover(t *testing.T) {
 		t.Run(code.Error(), func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "k.db")
 			db := open(t, path)
-			h, keySvc := gateway(t, db)
+			h, keySvc := gatewayOver(t, db)
 			_, key, err := keySvc.CreatePartner(t.Context(), keys.Operator, "Acme")
 			if err != nil {
 				t.Fatal(err)

@@ -4,153 +4,17 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"sync"
-	"time"
-
 	"keygate/keys"
+	"time"
 )
 
 var _ keys.Store = (*DB)(nil)
 
-// readStmts are the statements on the hot read paths, prepared once.
-type readStmts struct {
-	stmts
-	lookupKey       *sql.Stmt
-	activePrincipal *sql.Stmt
-	getCompany      *sql.Stmt
-	listCompanies   *sql.Stmt
-}
-
-const principalColumns = `SELECT k.id, k.partner_id, COALESCE(k.company_id, ''), p.name, COALESCE(c.name, '')
-	FROM api_keys k
-	JOIN partners p ON p.id = k.partner_id
-	LEFT JOIN companies c ON c.id = k.company_id`
-
-const activeCondition = ` AND k.revoked_at IS NULL AND p.status = 'active' AND (k.company_id IS NULL OR c.status = 'active')`
-
-const companyColumns = `SELECT seq, id, partner_id, name, external_id, status, created_at FROM companies`
-
-func (s *readStmts) prepare(ctx context.Context, db *sql.DB) error {
-	prep := s.stmts.preparer(ctx, db)
-	s.lookupKey = prep(principalColumns + ` WHERE k.digest = ?` + activeCondition)
-	s.activePrincipal = prep(principalColumns + ` WHERE k.id = ? AND k.partner_id = ? AND COALESCE(k.company_id, '') = ?` + activeCondition)
-	s.getCompany = prep(companyColumns + ` WHERE partner_id = ? AND id = ?`)
-	s.listCompanies = prep(companyColumns + ` WHERE partner_id = ? AND seq > ? ORDER BY seq LIMIT ?`)
-	return s.stmts.err
-}
-
-func scanPrincipal(row *sql.Row) (keys.Principal, error) {
-	var p keys.Principal
-	var partnerName, companyName string
-	if err := row.Scan(&p.KeyID, &p.PartnerID, &p.CompanyID, &partnerName, &companyName); err != nil {
-		return keys.Principal{}, err
-	}
-	if p.CompanyID == "" {
-		p.Kind, p.ID, p.Name = keys.KindPartner, p.PartnerID, partnerName
-	} else {
-		p.Kind, p.ID, p.Name = keys.KindCompany, p.CompanyID, companyName
-	}
-	return p, nil
-}
-
-// LookupKey implements keys.Store.
-func (d *DB) LookupKey(ctx context.Context, digest keys.Digest) (keys.Principal, error) {
-	p, err := scanPrincipal(d.stmts.lookupKey.QueryRowContext(ctx, digest[:]))
-	if errors.Is(err, sql.ErrNoRows) {
-		return keys.Principal{}, keys.ErrInvalidKey
-	}
-	return p, mapErr(err)
-}
-
-// ActivePrincipal implements keys.Store. It runs on every authenticated
-// request, so answers are cached for principalTTL: revocations made through
-// this DB (the API) clear the cache at once, those made by another process
-// (the CLI) reach keygate's own endpoints within principalTTL. Logins and
-// refreshes never use the cache.
-func (d *DB) ActivePrincipal(ctx context.Context, want keys.Principal) (keys.Principal, error) {
-	ck := principalKey{want.KeyID, want.PartnerID, want.CompanyID}
-	p, active, ok := d.principals.get(ck)
-	if !ok {
-		epoch := d.principals.epoch()
-		var err error
-		p, err = scanPrincipal(d.stmts.activePrincipal.QueryRowContext(ctx, want.KeyID, want.PartnerID, want.CompanyID))
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-			active = false
-		case err != nil:
-			return keys.Principal{}, mapErr(err)
-		default:
-			active = true
-		}
-		d.principals.put(ck, p, active, epoch)
-	}
-	if !active || p.Kind != want.Kind || p.ID != want.ID {
-		return keys.Principal{}, keys.ErrInactive
-	}
-	return p, nil
-}
-
-// principalTTL bounds how long another process's revocation can go unseen
-// by keygate's own authenticated endpoints.
-const principalTTL = time.Second
-
-// maxCachedPrincipals bounds the cache; past it the cache starts afresh.
-const maxCachedPrincipals = 100_000
-
-type principalKey struct{ keyID, partnerID, companyID string }
-
-type cachedPrincipal struct {
-	p       keys.Principal
-	active  bool
-	expires time.Time
-}
-
-// principalCache remembers recent ActivePrincipal answers. The epoch keeps
-// a read that raced with an invalidation from storing a stale answer.
-type principalCache struct {
-	mu    sync.Mutex
-	gen   uint64
-	items map[principalKey]cachedPrincipal
-}
-
-func (c *principalCache) get(k principalKey) (keys.Principal, bool, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.items[k]
-	if !ok || time.Now().After(e.expires) {
-		return keys.Principal{}, false, false
-	}
-	return e.p, e.active, true
-}
-
-func (c *principalCache) epoch() uint64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.gen
-}
-
-func (c *principalCache) put(k principalKey, p keys.Principal, active bool, epoch uint64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if epoch != c.gen {
-		return
-	}
-	if c.items == nil || len(c.items) >= maxCachedPrincipals {
-		c.items = make(map[principalKey]cachedPrincipal)
-	}
-	c.items[k] = cachedPrincipal{p: p, active: active, expires: time.Now().Add(principalTTL)}
-}
-
-// invalidate forgets every answer; call it after a revocation commits.
-func (c *principalCache) invalidate() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.gen++
-	c.items = nil
-}
-
 // CreatePartner implements keys.Store.
 func (d *DB) CreatePartner(ctx context.Context, p keys.Partner, k keys.Key, digest keys.Digest, evs []keys.AuditEvent) error {
+	if k.Owner != keys.PartnerOwner(p.ID) {
+		return keys.ErrWrongOwner
+	}
 	return d.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO partners (id, name, status, created_at) VALUES (?, ?, ?, ?)`,
 			p.ID, p.Name, p.Status, ms(p.CreatedAt)); err != nil {
@@ -203,8 +67,11 @@ func (d *DB) DisablePartner(ctx context.Context, id string, at time.Time, ev key
 // partner is keys.ErrConflict; an unknown partner keys.ErrNotFound and a
 // disabled one keys.ErrDisabled, as for CreateKey.
 func (d *DB) CreateCompany(ctx context.Context, c keys.Company, k keys.Key, digest keys.Digest, evs []keys.AuditEvent) error {
+	if k.Owner != keys.CompanyOwner(c.PartnerID, c.ID) {
+		return keys.ErrWrongOwner
+	}
 	return d.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		if err := activeOwner(ctx, tx, c.PartnerID, ""); err != nil {
+		if err := activeOwner(ctx, tx, keys.PartnerOwner(c.PartnerID)); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO companies (id, partner_id, name, external_id, status, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
@@ -285,7 +152,7 @@ func (d *DB) DisableCompany(ctx context.Context, partnerID, id string, at time.T
 // CreateKey implements keys.Store.
 func (d *DB) CreateKey(ctx context.Context, k keys.Key, digest keys.Digest, ev keys.AuditEvent) error {
 	return d.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		if err := activeOwner(ctx, tx, k.PartnerID, k.CompanyID); err != nil {
+		if err := activeOwner(ctx, tx, k.Owner); err != nil {
 			return err
 		}
 		if err := insertKey(ctx, tx, k, digest); err != nil {
@@ -296,19 +163,23 @@ func (d *DB) CreateKey(ctx context.Context, k keys.Key, digest keys.Digest, ev k
 }
 
 // ListKeys implements keys.Store.
-func (d *DB) ListKeys(ctx context.Context, partnerID, companyID string) ([]keys.Key, error) {
-	rows, err := d.read.QueryContext(ctx, `SELECT id, partner_id, COALESCE(company_id, ''), hint, created_at, last_used_at, revoked_at
-		FROM api_keys WHERE partner_id = ? AND COALESCE(company_id, '') = ? ORDER BY created_at, id`, partnerID, companyID)
+func (d *DB) ListKeys(ctx context.Context, o keys.Owner) ([]keys.Key, error) {
+	where, args, ok := ownerKeys(o)
+	if !ok {
+		return []keys.Key{}, nil
+	}
+	rows, err := d.read.QueryContext(ctx, `SELECT id, hint, created_at, last_used_at, revoked_at
+		FROM api_keys WHERE `+where+` ORDER BY created_at, id`, args...)
 	if err != nil {
 		return nil, mapErr(err)
 	}
 	defer rows.Close()
 	out := []keys.Key{}
 	for rows.Next() {
-		var k keys.Key
+		k := keys.Key{Owner: o}
 		var created int64
 		var used, revoked sql.NullInt64
-		if err := rows.Scan(&k.ID, &k.PartnerID, &k.CompanyID, &k.Hint, &created, &used, &revoked); err != nil {
+		if err := rows.Scan(&k.ID, &k.Hint, &created, &used, &revoked); err != nil {
 			return nil, err
 		}
 		k.CreatedAt, k.LastUsedAt, k.RevokedAt = fromMS(created), fromNullMS(used), fromNullMS(revoked)
@@ -317,21 +188,38 @@ func (d *DB) ListKeys(ctx context.Context, partnerID, companyID string) ([]keys.
 	return out, mapErr(rows.Err())
 }
 
+// ownerKeys is the condition on api_keys that selects an owner's keys, with
+// its arguments; ok is false for an Owner that names no one. A partner's
+// own keys are those without a company: never "a company id of ”".
+func ownerKeys(o keys.Owner) (where string, args []any, ok bool) {
+	switch o.Kind() {
+	case keys.KindPartner:
+		return `partner_id = ? AND company_id IS NULL`, []any{o.PartnerID()}, true
+	case keys.KindCompany:
+		return `partner_id = ? AND company_id = ?`, []any{o.PartnerID(), o.CompanyID()}, true
+	}
+	return "", nil, false
+}
+
 // RevokeKey implements keys.Store. The key's refresh-token families are
 // left as they are: every refresh re-reads the key in its transaction
 // (PrincipalActive) and refuses, which costs no index on key_id that every
 // login would have to update.
-func (d *DB) RevokeKey(ctx context.Context, partnerID, companyID, keyID string, at time.Time, ev keys.AuditEvent) error {
+func (d *DB) RevokeKey(ctx context.Context, o keys.Owner, keyID string, at time.Time, ev keys.AuditEvent) error {
+	where, args, ok := ownerKeys(o)
+	if !ok {
+		return keys.ErrNotFound
+	}
 	defer d.principals.invalidate()
 	return d.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		d.keyCache.forget()
-		res, err := tx.ExecContext(ctx, `UPDATE api_keys SET revoked_at = ?
-			WHERE id = ? AND partner_id = ? AND COALESCE(company_id, '') = ? AND revoked_at IS NULL`, ms(at), keyID, partnerID, companyID)
+		res, err := tx.ExecContext(ctx, `UPDATE api_keys SET revoked_at = ? WHERE id = ? AND `+where+` AND revoked_at IS NULL`,
+			append([]any{ms(at), keyID}, args...)...)
 		if err != nil {
 			return err
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return existsOr(ctx, tx, `SELECT 1 FROM api_keys WHERE id = ? AND partner_id = ? AND COALESCE(company_id, '') = ?`, keyID, partnerID, companyID)
+			return existsOr(ctx, tx, `SELECT 1 FROM api_keys WHERE id = ? AND `+where, append([]any{keyID}, args...)...)
 		}
 		return insertAudit(ctx, tx, []keys.AuditEvent{ev})
 	})
@@ -379,7 +267,7 @@ func (d *DB) ListAudit(ctx context.Context, since time.Time) ([]keys.AuditEvent,
 
 func insertKey(ctx context.Context, tx *sql.Tx, k keys.Key, digest keys.Digest) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO api_keys (id, digest, hint, partner_id, company_id, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
-		k.ID, digest[:], k.Hint, k.PartnerID, nullString(k.CompanyID), ms(k.CreatedAt))
+		k.ID, digest[:], k.Hint, k.Owner.PartnerID(), companyColumn(k.Owner), ms(k.CreatedAt))
 	return err
 }
 
@@ -401,18 +289,31 @@ func insertAudit(ctx context.Context, tx *sql.Tx, evs []keys.AuditEvent) error {
 	return nil
 }
 
+// companyColumn is api_keys.company_id for a key of o: NULL for a
+// partner's own key, the company id (even an empty one, which no company
+// has) for a company's.
+func companyColumn(o keys.Owner) any {
+	if o.Kind() == keys.KindCompany {
+		return o.CompanyID()
+	}
+	return nil
+}
+
 // activeOwner checks that a partner, or a company of it, exists
 // (keys.ErrNotFound) and may act (keys.ErrDisabled): a company of a
 // disabled partner is as disabled as the partner.
-func activeOwner(ctx context.Context, tx *sql.Tx, partnerID, companyID string) error {
+func activeOwner(ctx context.Context, tx *sql.Tx, o keys.Owner) error {
 	var status string
 	var err error
-	if companyID == "" {
-		err = tx.QueryRowContext(ctx, `SELECT status FROM partners WHERE id = ?`, partnerID).Scan(&status)
-	} else {
+	switch o.Kind() {
+	case keys.KindPartner:
+		err = tx.QueryRowContext(ctx, `SELECT status FROM partners WHERE id = ?`, o.PartnerID()).Scan(&status)
+	case keys.KindCompany:
 		err = tx.QueryRowContext(ctx, `SELECT CASE WHEN p.status = 'active' THEN c.status ELSE p.status END
 			FROM companies c JOIN partners p ON p.id = c.partner_id
-			WHERE c.partner_id = ? AND c.id = ?`, partnerID, companyID).Scan(&status)
+			WHERE c.partner_id = ? AND c.id = ?`, o.PartnerID(), o.CompanyID()).Scan(&status)
+	default:
+		return keys.ErrNotFound
 	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return keys.ErrNotFound

@@ -17,12 +17,13 @@ import (
 
 	"keygate/keys"
 	"keygate/sqlite"
+	"keygate/store"
 	"keygate/storetest"
 	"keygate/tokens"
 )
 
 func TestStoreContract(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) storetest.Store {
+	storetest.Run(t, func(t *testing.T) store.Store {
 		return open(t, filepath.Join(t.TempDir(), "k.db"))
 	})
 }
@@ -84,22 +85,37 @@ func appliedMigrations(t *testing.T, path string) []migration {
 func partner(name string, at time.Time) (keys.Partner, keys.Key, keys.Digest) {
 	p := keys.Partner{ID: keys.NewID("par_"), Name: name, Status: keys.StatusActive, CreatedAt: at}
 	secret := keys.NewAPIKey(keys.PartnerKeyPrefix).Reveal()
-	k := keys.Key{ID: keys.NewID("key_"), PartnerID: p.ID, Hint: keys.Hint(secret), CreatedAt: at}
+	k := keys.Key{ID: keys.NewID("key_"), Owner: keys.PartnerOwner(p.ID), Hint: keys.Hint(secret), CreatedAt: at}
 	return p, k, keys.DigestOf(secret)
 }
 
-func createPartner(t testing.TB, db *sqlite.DB, name string) keys.Principal {
+// createPartner creates a partner and returns the principal of its key and
+// the key's digest, which logs in.
+func createPartner(t testing.TB, db *sqlite.DB, name string) (keys.Principal, keys.Digest) {
 	t.Helper()
 	p, k, d := partner(name, time.Now())
 	if err := db.CreatePartner(context.Background(), p, k, d, nil); err != nil {
 		t.Fatalf("CreatePartner: %v", err)
 	}
-	return keys.Principal{Kind: keys.KindPartner, ID: p.ID, PartnerID: p.ID, KeyID: k.ID}
+	return keys.Principal{Kind: keys.KindPartner, ID: p.ID, PartnerID: p.ID, KeyID: k.ID, Name: name}, d
 }
 
-func newFamily(p keys.Principal) tokens.Family {
+// newFamily is a login's new family; StartFamily fills in its principal.
+func newFamily() tokens.Family {
 	now := time.Now()
-	return tokens.Family{ID: keys.NewID("fam_"), Principal: p, CreatedAt: now, Generation: 1, RotatedAt: now, ExpiresAt: now.Add(time.Hour)}
+	return tokens.Family{ID: keys.NewID("fam_"), CreatedAt: now, Generation: 1, RotatedAt: now, ExpiresAt: now.Add(time.Hour)}
+}
+
+// startFamily logs in with the key of digest and returns the new family.
+func startFamily(t testing.TB, db *sqlite.DB, digest keys.Digest) tokens.Family {
+	t.Helper()
+	f := newFamily()
+	p, err := db.StartFamily(t.Context(), digest, f)
+	if err != nil {
+		t.Fatalf("StartFamily: %v", err)
+	}
+	f.Principal = p
+	return f
 }
 
 func TestMigrationsRecordedAndReopenIsNoop(t *testing.T) {
@@ -151,8 +167,8 @@ func TestMigrationsRecordedAndReopenIsNoop(t *testing.T) {
 	if len(ps) != 1 || ps[0].ID != p.ID {
 		t.Errorf("after reopening, partners = %+v, want just %s", ps, p.ID)
 	}
-	if got, err := db2.LookupKey(t.Context(), d); err != nil || got.KeyID != k.ID {
-		t.Errorf("after reopening, LookupKey = %+v, %v", got, err)
+	if got, err := db2.StartFamily(t.Context(), d, newFamily()); err != nil || got.KeyID != k.ID {
+		t.Errorf("after reopening, login with the key: StartFamily = %+v, %v", got, err)
 	}
 }
 
@@ -192,11 +208,8 @@ func TestTwoHandlesWriteConcurrently(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "k.db")
 	dbs := []*sqlite.DB{open(t, path), open(t, path)}
 	ctx := t.Context()
-	owner := createPartner(t, dbs[0], "Acme")
-	shared := newFamily(owner)
-	if err := dbs[1].CreateFamily(ctx, shared); err != nil {
-		t.Fatal(err)
-	}
+	_, owner := createPartner(t, dbs[0], "Acme")
+	shared := startFamily(t, dbs[1], owner)
 
 	const writers, rounds = 8, 15
 	var mu sync.Mutex
@@ -222,8 +235,8 @@ func TestTwoHandlesWriteConcurrently(t *testing.T) {
 					mu.Lock()
 					created = append(created, p.ID)
 					mu.Unlock()
-					if err := db.CreateFamily(ctx, newFamily(owner)); err != nil {
-						fail(fmt.Errorf("handle %d CreateFamily: %w", h, err))
+					if _, err := db.StartFamily(ctx, owner, newFamily()); err != nil {
+						fail(fmt.Errorf("handle %d StartFamily: %w", h, err))
 					}
 					err := db.UpdateFamily(ctx, shared.ID, func(f *tokens.Family) (tokens.Change, error) {
 						f.Generation++
@@ -276,11 +289,9 @@ func TestTwoHandlesWriteConcurrently(t *testing.T) {
 
 func TestIntegrityCheck(t *testing.T) {
 	db := open(t, filepath.Join(t.TempDir(), "k.db"))
-	p := createPartner(t, db, "Acme")
+	_, d := createPartner(t, db, "Acme")
 	for range 20 {
-		if err := db.CreateFamily(t.Context(), newFamily(p)); err != nil {
-			t.Fatal(err)
-		}
+		startFamily(t, db, d)
 	}
 	if _, err := db.DeleteFamilies(t.Context(), time.Now().Add(2*time.Hour), 10); err != nil {
 		t.Fatal(err)
@@ -295,7 +306,7 @@ func TestIntegrityCheck(t *testing.T) {
 func TestGroupCommitFailsOnlyTheFailingWrite(t *testing.T) {
 	db := open(t, filepath.Join(t.TempDir(), "k.db"))
 	ctx := t.Context()
-	p := createPartner(t, db, "Acme")
+	p, d := createPartner(t, db, "Acme")
 	taken := "taken"
 	first := company(p.PartnerID, &taken)
 	if err := db.CreateCompany(ctx, first.Company, first.key, first.digest, nil); err != nil {
@@ -305,10 +316,7 @@ func TestGroupCommitFailsOnlyTheFailingWrite(t *testing.T) {
 	// A slow write at the head of the line holds the writer, so the writes
 	// below pile up behind it and go out in few, large batches.
 	hold, held := make(chan struct{}), make(chan struct{})
-	blocker := newFamily(p)
-	if err := db.CreateFamily(ctx, blocker); err != nil {
-		t.Fatal(err)
-	}
+	blocker := startFamily(t, db, d)
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		err := db.UpdateFamily(ctx, blocker.ID, func(*tokens.Family) (tokens.Change, error) {
@@ -338,7 +346,7 @@ func TestGroupCommitFailsOnlyTheFailingWrite(t *testing.T) {
 		}
 		wg.Go(func() {
 			c := inputs[i]
-			errs[i] = db.CreateCompany(ctx, c.Company, c.key, c.digest, []keys.AuditEvent{{At: time.Now(), ActorType: "operator", ActorID: "operator", Action: "company.created", TargetType: "company", Target: c.ID, Addr: "local", Outcome: keys.OutcomeSuccess}})
+			errs[i] = db.CreateCompany(ctx, c.Company, c.key, c.digest, []keys.AuditEvent{{At: time.Now(), ActorType: keys.ActorOperator, ActorID: "operator", Action: "company.created", TargetType: "company", Target: c.ID, Addr: "local", Outcome: keys.OutcomeSuccess}})
 		})
 	}
 	close(hold)
@@ -347,21 +355,21 @@ func TestGroupCommitFailsOnlyTheFailingWrite(t *testing.T) {
 	for i, err := range errs {
 		c := inputs[i]
 		_, gerr := db.GetCompany(ctx, p.PartnerID, c.ID)
-		_, lerr := db.LookupKey(ctx, c.digest)
+		_, kerr := db.ActivePrincipal(ctx, keys.PrincipalOf(c.key.ID, c.key.Owner, ""))
 		if i%10 == 0 {
 			if !errors.Is(err, keys.ErrConflict) {
 				t.Errorf("write %d (duplicate externalId or digest): err = %v, want ErrConflict", i, err)
 			}
-			if !errors.Is(gerr, keys.ErrNotFound) || (i%20 == 0 && !errors.Is(lerr, keys.ErrInvalidKey)) {
-				t.Errorf("write %d failed but left rows behind: GetCompany %v, LookupKey %v", i, gerr, lerr)
+			if !errors.Is(gerr, keys.ErrNotFound) || !errors.Is(kerr, keys.ErrInactive) {
+				t.Errorf("write %d failed but left rows behind: GetCompany %v, ActivePrincipal of its key %v", i, gerr, kerr)
 			}
 			continue
 		}
 		if err != nil {
 			t.Errorf("write %d: %v", i, err)
 		}
-		if gerr != nil || lerr != nil {
-			t.Errorf("write %d succeeded but its rows are missing: GetCompany %v, LookupKey %v", i, gerr, lerr)
+		if gerr != nil || kerr != nil {
+			t.Errorf("write %d succeeded but its rows are missing: GetCompany %v, ActivePrincipal of its key %v", i, gerr, kerr)
 		}
 	}
 	evs, err := db.ListAudit(ctx, time.Time{})
@@ -386,7 +394,7 @@ func company(partnerID string, externalID *string) newCompany {
 	now := time.Now()
 	c := keys.Company{ID: keys.NewID("com_"), PartnerID: partnerID, Name: "Company", ExternalID: externalID, Status: keys.StatusActive, CreatedAt: now}
 	secret := keys.NewAPIKey(keys.CompanyKeyPrefix).Reveal()
-	k := keys.Key{ID: keys.NewID("key_"), PartnerID: partnerID, CompanyID: c.ID, Hint: keys.Hint(secret), CreatedAt: now}
+	k := keys.Key{ID: keys.NewID("key_"), Owner: keys.CompanyOwner(partnerID, c.ID), Hint: keys.Hint(secret), CreatedAt: now}
 	return newCompany{Company: c, key: k, digest: keys.DigestOf(secret)}
 }
 
@@ -399,8 +407,8 @@ func TestWriteAfterCallerLeft(t *testing.T) {
 	if err := db.CreatePartner(ctx, p, k, d, nil); !errors.Is(err, context.Canceled) {
 		t.Errorf("CreatePartner with a cancelled context: err = %v, want context.Canceled", err)
 	}
-	if _, err := db.LookupKey(t.Context(), d); !errors.Is(err, keys.ErrInvalidKey) {
-		t.Errorf("LookupKey after a cancelled create: err = %v, want ErrInvalidKey", err)
+	if _, err := db.StartFamily(t.Context(), d, newFamily()); !errors.Is(err, keys.ErrInvalidKey) {
+		t.Errorf("login after a cancelled create: StartFamily err = %v, want ErrInvalidKey", err)
 	}
 }
 
@@ -432,36 +440,38 @@ func TestOpenRefusesUnknownSynchronousMode(t *testing.T) {
 	}
 }
 
-// BenchmarkCreateFamily shows the group commit: with synchronous=FULL every
-// transaction waits for the disk, so the more writes are in flight at once,
-// the more share one commit and the lower ns/op falls below "serial".
-func BenchmarkCreateFamily(b *testing.B) {
-	setup := func(b *testing.B) (*sqlite.DB, keys.Principal) {
+// BenchmarkStartFamily shows the group commit of logins: with
+// synchronous=FULL every transaction waits for the disk, so the more logins
+// are in flight at once, the more share one commit and the lower ns/op
+// falls below "serial".
+func BenchmarkStartFamily(b *testing.B) {
+	setup := func(b *testing.B) (*sqlite.DB, keys.Digest) {
 		b.Helper()
 		db, err := sqlite.Open(b.Context(), sqlite.Options{Path: filepath.Join(b.TempDir(), "k.db"), Synchronous: "FULL"})
 		if err != nil {
 			b.Fatal(err)
 		}
 		b.Cleanup(func() { db.Close() })
-		return db, createPartner(b, db, "Acme")
+		_, d := createPartner(b, db, "Acme")
+		return db, d
 	}
 	b.Run("serial", func(b *testing.B) {
-		db, p := setup(b)
+		db, d := setup(b)
 		for b.Loop() {
-			if err := db.CreateFamily(b.Context(), newFamily(p)); err != nil {
+			if _, err := db.StartFamily(b.Context(), d, newFamily()); err != nil {
 				b.Fatal(err)
 			}
 		}
 	})
 	for _, inflight := range []int{8, 64} {
 		b.Run(fmt.Sprintf("inflight=%d", inflight), func(b *testing.B) {
-			db, p := setup(b)
+			db, d := setup(b)
 			// RunParallel starts parallelism × GOMAXPROCS goroutines.
 			b.SetParallelism(max(1, inflight/runtime.GOMAXPROCS(0)))
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					if err := db.CreateFamily(context.Background(), newFamily(p)); err != nil {
+					if _, err := db.StartFamily(context.Background(), d, newFamily()); err != nil {
 						b.Error(err)
 						return
 					}

@@ -20,8 +20,9 @@ import (
 	"testing"
 	"time"
 
+	"keygate/gateway"
 	"keygate/keys"
-	"keygate/sqlite"
+	"keygate/store"
 	"keygate/tokens"
 )
 
@@ -83,13 +84,14 @@ func withGrace(d time.Duration) func(*envConfig) {
 	return func(c *envConfig) { c.refresh.ReuseGrace = d }
 }
 
-// env is a gateway wired the way main.go's serve wires it, on a real
-// SQLite file in a temporary directory.
+// env is a gateway wired by gateway.New, as keygate serve wires it, on a
+// real SQLite file in a temporary directory.
 type env struct {
 	cfg    envConfig
 	clock  *testClock
-	db     *sqlite.DB
+	db     store.Store
 	master tokens.MasterKey
+	gw     *gateway.Gateway
 	keys   *keys.Service
 	ring   *tokens.Keyring
 	jwt    *tokens.JWT
@@ -122,10 +124,22 @@ func newEnv(tb testing.TB, opts ...func(*envConfig)) *env {
 	if cfg.dbPath == "" {
 		cfg.dbPath = filepath.Join(tb.TempDir(), "k.db")
 	}
+	c := gateway.DefaultConfig()
+	c.Database.Path = cfg.dbPath
+	if cfg.synchronous != "" {
+		c.Database.Synchronous = cfg.synchronous
+	}
+	c.Tokens.Algorithm = cfg.alg
+	c.Tokens.HMACSecret = keys.Secret(cfg.hmacSecret)
+	c.Tokens.Issuer, c.Tokens.Audience = testIssuer, testAudience
+	c.Tokens.AccessTTL, c.Tokens.Leeway, c.Tokens.SigningKeyActivationDelay = testAccessTTL, testLeeway, testDelay
+	c.Tokens.RefreshTTL, c.Tokens.RefreshMaxLifetime = cfg.refresh.TTL, cfg.refresh.MaxLifetime
+	c.Tokens.RefreshReuseGrace, c.Tokens.Retention = cfg.refresh.ReuseGrace, cfg.refresh.Retention
+
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, sqlite.Options{Path: cfg.dbPath, Synchronous: cfg.synchronous})
+	db, err := store.Open(ctx, c.Database, store.Options{Create: true, Now: cfg.clock.Now})
 	if err != nil {
-		tb.Fatalf("sqlite.Open: %v", err)
+		tb.Fatalf("store.Open: %v", err)
 	}
 	tb.Cleanup(func() {
 		if err := db.Close(); err != nil {
@@ -136,23 +150,24 @@ func newEnv(tb testing.TB, opts ...func(*envConfig)) *env {
 	if err != nil {
 		tb.Fatalf("NewMasterKey: %v", err)
 	}
-	e := &env{cfg: cfg, clock: cfg.clock, db: db, master: master}
-	e.ring = e.newKeyring(master)
-	if err := e.ring.EnsureKey(ctx); err != nil {
-		tb.Fatalf("EnsureKey: %v", err)
-	}
-	if err := e.ring.Load(ctx); err != nil {
-		tb.Fatalf("Load: %v", err)
-	}
-	e.jwt, err = tokens.NewJWT(tokens.JWTConfig{
-		Issuer: testIssuer, Audience: testAudience, Algorithm: cfg.alg, AccessTTL: testAccessTTL, Leeway: testLeeway,
-	}, e.ring, e.clock.Now)
+	gw, err := gateway.New(ctx, c, db, master, gateway.Options{Log: discardLogger(), Now: cfg.clock.Now})
 	if err != nil {
-		tb.Fatalf("NewJWT: %v", err)
+		tb.Fatalf("gateway.New: %v", err)
 	}
-	e.keys = keys.NewService(db, nil, e.clock.Now, discardLogger())
-	e.svc = tokens.NewService(e.keys, db, e.jwt, master, cfg.refresh, e.clock.Now)
-	return e
+	tb.Cleanup(func() { gw.Recorder.Flush(ctx) }) // runs before db.Close
+	return &env{cfg: cfg, clock: cfg.clock, db: db, master: master, gw: gw, keys: gw.Keys, ring: gw.Keyring, jwt: gw.JWT, svc: gw.Tokens}
+}
+
+// audit returns the whole audit trail, oldest first, once the batched
+// login events are written.
+func (e *env) audit(tb testing.TB) []keys.AuditEvent {
+	tb.Helper()
+	e.gw.Recorder.Flush(context.Background())
+	evs, err := e.keys.ListAudit(context.Background(), time.Time{})
+	if err != nil {
+		tb.Fatalf("ListAudit: %v", err)
+	}
+	return evs
 }
 
 // newKeyring makes another keyring over the same store, as a second process
@@ -181,27 +196,22 @@ func (e *env) newPartner(tb testing.TB, name string) principal {
 	if err != nil {
 		tb.Fatalf("CreatePartner: %v", err)
 	}
-	return e.authenticate(tb, k.APIKey.Reveal())
+	return principalOf(k)
 }
 
 func (e *env) newCompany(tb testing.TB, partner principal, name string) principal {
 	tb.Helper()
-	actor := keys.Actor{Type: string(keys.KindPartner), ID: partner.ID, Addr: "192.0.2.1"}
+	actor := keys.ActorFor(partner.Principal, "192.0.2.1")
 	_, k, err := e.keys.CreateCompany(context.Background(), actor, partner.ID, keys.CompanyInput{Name: name})
 	if err != nil {
 		tb.Fatalf("CreateCompany: %v", err)
 	}
-	return e.authenticate(tb, k.APIKey.Reveal())
+	return principalOf(k)
 }
 
-func (e *env) authenticate(tb testing.TB, apiKey string) principal {
-	tb.Helper()
-	p, err := e.db.LookupKey(context.Background(), keys.DigestOf(apiKey))
-	if err != nil {
-		tb.Fatalf("LookupKey: %v", err)
-	}
-	p.Name = "" // tokens carry no names
-	return principal{Principal: p, apiKey: apiKey}
+// principalOf is who a new key speaks for, as a token names it: no name.
+func principalOf(k keys.NewKey) principal {
+	return principal{Principal: keys.PrincipalOf(k.ID, k.Owner, ""), apiKey: k.APIKey.Reveal()}
 }
 
 func (e *env) login(tb testing.TB, p principal) tokens.Pair {

@@ -144,10 +144,7 @@ func TestFamilyOf(t *testing.T) {
 
 func reuseEvents(tb testing.TB, e *env) []keys.AuditEvent {
 	tb.Helper()
-	all, err := e.keys.ListAudit(context.Background(), time.Time{})
-	if err != nil {
-		tb.Fatal(err)
-	}
+	all := e.audit(tb)
 	var out []keys.AuditEvent
 	for _, ev := range all {
 		if ev.Action == "refresh.reuse_detected" {
@@ -560,10 +557,10 @@ func TestRefreshAfterPrincipalInactive(t *testing.T) {
 		partner, key2, compy bool // which families still refresh
 	}{
 		{"partner key revoked", func(e *env, w world) error {
-			return e.keys.RevokePartnerKey(ctx, keys.Operator, w.partner.ID, w.partner.KeyID)
+			return e.keys.RevokeKey(ctx, keys.Operator, w.partner.Owner(), w.partner.KeyID)
 		}, false, true, true},
 		{"company key revoked", func(e *env, w world) error {
-			return e.keys.RevokeCompanyKey(ctx, keys.Operator, w.partner.ID, w.company.CompanyID, w.company.KeyID)
+			return e.keys.RevokeKey(ctx, keys.Operator, w.company.Owner(), w.company.KeyID)
 		}, true, true, false},
 		{"company disabled", func(e *env, w world) error {
 			return e.keys.DisableCompany(ctx, keys.Operator, w.partner.ID, w.company.CompanyID)
@@ -577,11 +574,11 @@ func TestRefreshAfterPrincipalInactive(t *testing.T) {
 			e := newEnv(t)
 			var w world
 			w.partner = e.newPartner(t, "Acme")
-			k2, err := e.keys.CreatePartnerKey(ctx, keys.Operator, w.partner.ID)
+			k2, err := e.keys.CreateKey(ctx, keys.Operator, w.partner.Owner())
 			if err != nil {
 				t.Fatal(err)
 			}
-			w.partnerKey2 = e.authenticate(t, k2.APIKey.Reveal())
+			w.partnerKey2 = principalOf(k2)
 			w.company = e.newCompany(t, w.partner, "Widgets")
 			w.pFam = e.login(t, w.partner).RefreshToken
 			w.p2Fam = e.login(t, w.partnerKey2).RefreshToken
@@ -628,7 +625,7 @@ func TestAuthorize(t *testing.T) {
 			t.Errorf("Authorize(%s) = %v, want ErrInvalidToken", name, err)
 		}
 	}
-	if err := e.keys.RevokePartnerKey(ctx, keys.Operator, p.ID, p.KeyID); err != nil {
+	if err := e.keys.RevokeKey(ctx, keys.Operator, p.Owner(), p.KeyID); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.svc.Authorize(ctx, pair.JWT.Reveal()); !errors.Is(err, tokens.ErrInvalidToken) {
@@ -744,7 +741,7 @@ func TestRefreshChecksPrincipalItself(t *testing.T) {
 		t.Fatalf("Refresh through the wrapper: %v", err)
 	}
 	other := e.login(t, p)
-	if err := e.keys.RevokePartnerKey(ctx, keys.Operator, p.ID, p.KeyID); err != nil {
+	if err := e.keys.RevokeKey(ctx, keys.Operator, p.Owner(), p.KeyID); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := svc.Refresh(ctx, other.RefreshToken.Reveal(), testAddr); !errors.Is(err, tokens.ErrInvalidRefreshToken) {

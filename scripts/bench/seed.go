@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"keygate/keys"
-	"keygate/sqlite"
+	"keygate/store"
 )
 
 // seedStore writes n partners, each with a key, straight through the
@@ -18,7 +18,7 @@ import (
 // logins against a large key table.
 func seedStore(path string, n int) error {
 	ctx := context.Background()
-	db, err := sqlite.Open(ctx, sqlite.Options{Path: path, Synchronous: "NORMAL"})
+	db, err := store.Open(ctx, store.Config{Driver: "sqlite", Path: path, Synchronous: "NORMAL"}, store.Options{Create: true})
 	if err != nil {
 		return err
 	}

@@ -1,5 +1,5 @@
 -- Times are Unix milliseconds (UTC). Secrets are never stored: API keys as
--- SHA-256 digests, refresh tokens not at all (see tokens/refresh.go),
+-- SHA-256 digests, refresh tokens not at all (see tokens/refreshtoken.go),
 -- signing keys sealed under a master key kept outside the database.
 
 CREATE TABLE partners (

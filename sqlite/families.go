@@ -4,52 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"time"
-
 	"keygate/keys"
 	"keygate/tokens"
+	"time"
 )
-
-var _ tokens.Store = (*DB)(nil)
-
-// AddSigningKey implements tokens.KeyStore.
-func (d *DB) AddSigningKey(ctx context.Context, k tokens.SigningKeyRecord) error {
-	return d.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO signing_keys (kid, algorithm, sealed, created_at, activates_at) VALUES (?, ?, ?, ?, ?)`,
-			k.KID, k.Algorithm, k.Sealed, ms(k.CreatedAt), ms(k.ActivatesAt))
-		return err
-	})
-}
-
-// ListSigningKeys implements tokens.KeyStore.
-func (d *DB) ListSigningKeys(ctx context.Context) ([]tokens.SigningKeyRecord, error) {
-	rows, err := d.read.QueryContext(ctx, `SELECT kid, algorithm, sealed, created_at, activates_at FROM signing_keys ORDER BY activates_at, created_at`)
-	if err != nil {
-		return nil, mapErr(err)
-	}
-	defer rows.Close()
-	var out []tokens.SigningKeyRecord
-	for rows.Next() {
-		var k tokens.SigningKeyRecord
-		var created, activates int64
-		if err := rows.Scan(&k.KID, &k.Algorithm, &k.Sealed, &created, &activates); err != nil {
-			return nil, err
-		}
-		k.CreatedAt, k.ActivatesAt = fromMS(created), fromMS(activates)
-		out = append(out, k)
-	}
-	return out, mapErr(rows.Err())
-}
-
-// CreateFamily implements tokens.FamilyStore.
-func (d *DB) CreateFamily(ctx context.Context, f tokens.Family) error {
-	return d.doSingle(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		_, err := tx.StmtContext(ctx, d.wstmts.createFamily).ExecContext(ctx,
-			f.ID, f.Principal.KeyID, string(f.Principal.Kind), f.Principal.ID, f.Principal.PartnerID,
-			nullString(f.Principal.CompanyID), ms(f.CreatedAt), f.Generation, ms(f.RotatedAt), ms(f.ExpiresAt))
-		return err
-	})
-}
 
 // StartFamily implements tokens.FamilyStore. The lookup runs on the
 // writer (through its exact keyCache, else its connection, whose page cache
@@ -209,60 +167,4 @@ func (s *writeStmts) prepare(ctx context.Context, db *sql.DB) error {
 		SET generation = ?, rotated_at = ?, expires_at = ?, parent_expires_at = ?, revoked_at = ?, revoke_reason = ?
 		WHERE id = ? AND generation = ?`)
 	return s.stmts.err
-}
-
-// keyCache remembers, for the writer goroutine alone, which key digests
-// belong to which active principal and which keys may act, so that logins
-// and refreshes skip the join. It is exact, not a guess: revocations made
-// through this DB forget everything in the same op, and every batch starts
-// by comparing PRAGMA data_version, which moves whenever another connection
-// (the CLI, another process) has committed; inside the batch's immediate
-// transaction nobody else can commit.
-type keyCache struct {
-	dataVersion int64
-	byDigest    map[keys.Digest]keys.Principal
-	activeKey   map[string]bool
-}
-
-// maxCachedKeys bounds each of the cache's maps. Past it, a new entry
-// pushes out an arbitrary old one: with more keys in use than that, most
-// lookups still hit, where starting afresh would make every one miss.
-const maxCachedKeys = 100_000
-
-func (c *keyCache) forget() {
-	c.byDigest = make(map[keys.Digest]keys.Principal)
-	c.activeKey = make(map[string]bool)
-}
-
-func (c *keyCache) remember(d keys.Digest, p keys.Principal) {
-	put(c.byDigest, d, p)
-	put(c.activeKey, p.KeyID, true)
-}
-
-func (c *keyCache) setActive(keyID string, active bool) { put(c.activeKey, keyID, active) }
-
-// put sets m[k], first deleting an arbitrary other entry if m is full and
-// lacks k (Go starts each range at a random place).
-func put[K comparable, V any](m map[K]V, k K, v V) {
-	if _, ok := m[k]; !ok && len(m) >= maxCachedKeys {
-		for old := range m {
-			delete(m, old)
-			break
-		}
-	}
-	m[k] = v
-}
-
-// sync forgets everything if another connection has committed since the
-// last batch. It runs first in every batch transaction.
-func (c *keyCache) sync(ctx context.Context, tx *sql.Tx, st *sql.Stmt) error {
-	var v int64
-	if err := tx.StmtContext(ctx, st).QueryRowContext(ctx).Scan(&v); err != nil {
-		return err
-	}
-	if v != c.dataVersion || c.byDigest == nil {
-		c.dataVersion = v
-		c.forget()
-	}
-	return nil
 }

@@ -1,4 +1,4 @@
-package server
+package gateway
 
 import (
 	"os"
@@ -7,7 +7,7 @@ import (
 	"runtime/metrics"
 )
 
-// minHeapGoal is the least heap goal KeepHeapGoal gives the garbage
+// minHeapGoal is the least heap goal keepHeapGoal gives the garbage
 // collector. A process serving keygate's API holds a live heap of a couple
 // of MiB while every request allocates, so with Go's default (a goal of
 // twice the live heap, 4 MiB at the least) it would collect dozens of
@@ -18,13 +18,12 @@ import (
 // (BENCHMARKS.md). From about 16 MiB live, Go's default applies unchanged.
 const minHeapGoal = 32 << 20
 
-// KeepHeapGoal sets GOGC after every collection so that the next one's heap
+// keepHeapGoal sets GOGC after every collection so that the next one's heap
 // goal is minHeapGoal, or twice the live heap once that is larger (Go's
-// default). GOGC in the environment wins: then it does nothing. It lives
-// here, beside the engine, so that every process serving it — keygate
-// serve, the benchmark's floor — runs the same collector policy; call it
-// once per process.
-func KeepHeapGoal() {
+// default). GOGC in the environment wins: then it does nothing. Serve runs
+// it, once per process, so that every process serving keygate — keygate
+// serve, the benchmark's floor — runs the same collector policy.
+func keepHeapGoal() {
 	if os.Getenv("GOGC") != "" {
 		return
 	}

@@ -1,0 +1,199 @@
+// Package gateway assembles keygate from its parts: the typed
+// configuration, the service graph over a store, and the HTTP server with
+// its background jobs. keygate serve, the tests and the benchmark's floor
+// all build keygate through New, so that what is measured and tested is
+// what runs.
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"keygate/keys"
+	"keygate/server"
+	"keygate/store"
+	"keygate/tokens"
+)
+
+// Options are what New takes besides the configuration and the store.
+type Options struct {
+	Log *slog.Logger     // discarded if nil
+	Now func() time.Time // time.Now if nil; tests pass a manual clock
+	// WrapJWKS, if set, wraps the keyring's JWKS source (tests make it fail).
+	WrapJWKS func(func() []byte) func() []byte
+}
+
+// Gateway is keygate wired: its services over one store, and the HTTP
+// handler in front of them.
+type Gateway struct {
+	Keys     *keys.Service
+	Tokens   *tokens.Service
+	Keyring  *tokens.Keyring
+	JWT      *tokens.JWT
+	Recorder *keys.Recorder
+	Server   *server.Server
+
+	cfg   Config
+	store store.Store
+	log   *slog.Logger
+}
+
+// New builds the service graph over st. It creates the first signing key
+// of a fresh database and loads the key set, so the gateway can sign at
+// once; master is the master key the signing keys are sealed under.
+func New(ctx context.Context, cfg Config, st store.Store, master tokens.MasterKey, opts Options) (*Gateway, error) {
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	t := cfg.Tokens
+	ring := NewKeyring(cfg.Tokens, master, st, opts.Now, opts.Log)
+	if err := ring.EnsureKey(ctx); err != nil {
+		return nil, fmt.Errorf("creating signing key: %w", err)
+	}
+	if err := ring.Load(ctx); err != nil {
+		return nil, fmt.Errorf("loading signing keys: %w", err)
+	}
+	signer, err := tokens.NewJWT(tokens.JWTConfig{
+		Issuer: t.Issuer, Audience: t.Audience, Algorithm: t.Algorithm, AccessTTL: t.AccessTTL, Leeway: t.Leeway,
+	}, ring, opts.Now)
+	if err != nil {
+		return nil, err
+	}
+	recorder := keys.NewRecorder(st, time.Second, opts.Log)
+	keySvc := keys.NewService(st, recorder, opts.Now, opts.Log)
+	tokenSvc := tokens.NewService(keySvc, st, signer, master, tokens.RefreshConfig{
+		TTL: t.RefreshTTL, MaxLifetime: t.RefreshMaxLifetime, ReuseGrace: t.RefreshReuseGrace, Retention: t.Retention,
+	}, opts.Now)
+	jwks := ring.JWKS
+	if opts.WrapJWKS != nil {
+		jwks = opts.WrapJWKS(jwks)
+	}
+	rl := cfg.RateLimit
+	srv, err := server.New(server.Config{
+		TrustedProxies: cfg.Server.TrustedProxies,
+		MaxBodyBytes:   cfg.Server.MaxBodyBytes,
+		RateLimits: server.RateLimits{
+			LoginFailuresPerMinute:    rl.LoginFailuresPerMinute,
+			LoginPerKeyPerMinute:      rl.LoginPerKeyPerMinute,
+			RefreshPerFamilyPerMinute: rl.RefreshPerFamilyPerMinute,
+			APIPerMinute:              rl.APIPerMinute,
+			MaxTracked:                rl.MaxTracked,
+		},
+	}, server.Deps{Keys: keySvc, Tokens: tokenSvc, JWKS: jwks, Ready: st.Ready, Log: opts.Log, Now: opts.Now})
+	if err != nil {
+		return nil, err
+	}
+	return &Gateway{
+		Keys: keySvc, Tokens: tokenSvc, Keyring: ring, JWT: signer, Recorder: recorder, Server: srv,
+		cfg: cfg, store: st, log: opts.Log,
+	}, nil
+}
+
+// NewKeyring makes the keyring the configuration describes; the CLI's
+// signing-key commands use it without the rest of the gateway.
+func NewKeyring(t TokensConfig, master tokens.MasterKey, st tokens.KeyStore, now func() time.Time, log *slog.Logger) *tokens.Keyring {
+	return tokens.NewKeyring(tokens.KeyringConfig{
+		Algorithm:       t.Algorithm,
+		HMACSecret:      t.HMACSecret.Reveal(),
+		AccessTTL:       t.AccessTTL,
+		Leeway:          t.Leeway,
+		ActivationDelay: t.SigningKeyActivationDelay,
+	}, master, st, now, log)
+}
+
+// Handler is the HTTP API.
+func (g *Gateway) Handler() http.Handler { return g.Server.Handler() }
+
+// Run runs the background jobs until ctx ends: reloading the signing keys
+// (so that a rotation made with the CLI reaches this process), flushing the
+// batched login audit, and deleting dead refresh-token families. On its way
+// out it flushes the last audit batch.
+func (g *Gateway) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Go(func() { g.Keyring.Run(ctx, g.cfg.Tokens.KeyReloadInterval) })
+	wg.Go(func() { g.Recorder.Run(ctx) })
+	wg.Go(func() { g.housekeep(ctx) })
+	wg.Wait()
+}
+
+func (g *Gateway) housekeep(ctx context.Context) {
+	t := time.NewTicker(g.cfg.Tokens.HousekeepingInterval)
+	defer t.Stop()
+	for {
+		n, err := g.Tokens.Housekeep(ctx)
+		if err != nil && ctx.Err() == nil {
+			g.log.ErrorContext(ctx, "housekeeping", "err", err)
+		} else if n > 0 {
+			g.log.InfoContext(ctx, "housekeeping deleted refresh-token families", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+var heapGoalOnce sync.Once
+
+// Serve answers HTTP on ln and runs the background jobs until ctx ends,
+// then drains requests within server.shutdown_timeout and stops the jobs
+// (flushing the audit batch). The store stays open: the caller closes it
+// after Serve returns.
+func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
+	heapGoalOnce.Do(keepHeapGoal)
+	sc := g.cfg.Server
+	httpServer := &http.Server{
+		Handler:           g.Handler(),
+		ReadHeaderTimeout: sc.ReadHeaderTimeout,
+		ReadTimeout:       sc.ReadTimeout,
+		WriteTimeout:      sc.WriteTimeout,
+		IdleTimeout:       sc.IdleTimeout,
+		MaxHeaderBytes:    headerLimit(sc.MaxHeaderBytes),
+		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+	}
+	bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
+	background := make(chan struct{})
+	go func() {
+		defer close(background)
+		g.Run(bgCtx)
+	}()
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- httpServer.Serve(ln) }()
+	select {
+	case err := <-serveErr: // the listener failed
+		stopBackground()
+		<-background
+		return err
+	case <-ctx.Done():
+	}
+	g.log.Info("shutting down: draining requests", "timeout", sc.ShutdownTimeout.String())
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sc.ShutdownTimeout)
+	defer cancel()
+	shutdownErr := httpServer.Shutdown(shutdownCtx)
+	stopBackground()
+	<-background // the recorder flushes its last batch here
+	if shutdownErr != nil {
+		return fmt.Errorf("draining requests: %w", shutdownErr)
+	}
+	return nil
+}
+
+// headerLimit turns server.max_header_bytes into http.Server's setting,
+// which lets 4096 bytes more through than it says.
+func headerLimit(n int) int {
+	const slop = 4096
+	if n-slop < 1024 {
+		return 1024
+	}
+	return n - slop
+}

@@ -1,0 +1,43 @@
+package keys
+
+import (
+	"context"
+	"time"
+)
+
+// HintMalformed names, in the audit trail, a presented key that is not a
+// well-formed API key at all.
+const HintMalformed = "malformed"
+
+// RecordLogin audits a login attempt, naming the key by its hint only (or
+// HintMalformed), and on success notes the key's last use. With a Recorder
+// both are batched; without one they are written at once.
+func (s *Service) RecordLogin(ctx context.Context, p Principal, hint, addr string, ok bool) {
+	now := s.now()
+	ev := AuditEvent{At: now, ActorType: ActorAnonymous, Action: "login", TargetType: "key", Target: hint, Addr: addr, Outcome: OutcomeFailure}
+	if ok {
+		ev.ActorType, ev.ActorID, ev.Target, ev.Outcome = ActorType(p.Kind), p.ID, p.KeyID, OutcomeSuccess
+		ev.Detail = "hint=" + hint
+	}
+	if s.audit != nil {
+		var keyID string
+		if ok {
+			keyID = p.KeyID
+		}
+		s.audit.Login(ev, keyID)
+		return
+	}
+	var used map[string]time.Time
+	if ok {
+		used = map[string]time.Time{p.KeyID: now}
+	}
+	if err := s.store.RecordUsage(ctx, used, []AuditEvent{ev}); err != nil {
+		s.log.ErrorContext(ctx, "recording login", "err", err)
+	}
+}
+
+// ActivePrincipal checks that the principal a token names may still act,
+// and fills in its name.
+func (s *Service) ActivePrincipal(ctx context.Context, p Principal) (Principal, error) {
+	return s.store.ActivePrincipal(ctx, p)
+}

@@ -1,0 +1,42 @@
+package keys
+
+import (
+	"context"
+	"time"
+)
+
+// Store is the persistence keys needs. Every mutating method writes its
+// audit events in the same transaction as its change.
+type Store interface {
+	// CreatePartner creates a partner with its first key, which must be
+	// the partner's own (ErrWrongOwner otherwise).
+	CreatePartner(ctx context.Context, p Partner, k Key, digest Digest, ev []AuditEvent) error
+	ListPartners(ctx context.Context) ([]Partner, error)
+	DisablePartner(ctx context.Context, id string, at time.Time, ev AuditEvent) error
+
+	// CreateCompany creates a company with its first key, which must be
+	// the company's own (ErrWrongOwner otherwise): ErrNotFound for an
+	// unknown partner, ErrDisabled for a disabled one, ErrConflict for a
+	// duplicate external id of the same partner.
+	CreateCompany(ctx context.Context, c Company, k Key, digest Digest, ev []AuditEvent) error
+	GetCompany(ctx context.Context, partnerID, id string) (Company, error)
+	ListCompanies(ctx context.Context, partnerID string, page Page) (CompanyPage, error)
+	DisableCompany(ctx context.Context, partnerID, id string, at time.Time, ev AuditEvent) error
+
+	// CreateKey adds a key to an existing owner (k.Owner): ErrNotFound if
+	// there is none, ErrDisabled if it (or its partner) is disabled.
+	CreateKey(ctx context.Context, k Key, digest Digest, ev AuditEvent) error
+	// ListKeys lists the keys of one owner, oldest first.
+	ListKeys(ctx context.Context, o Owner) ([]Key, error)
+	// RevokeKey revokes a key of the given owner: ErrNotFound if the owner
+	// has no such key; revoking twice is not an error.
+	RevokeKey(ctx context.Context, o Owner, keyID string, at time.Time, ev AuditEvent) error
+
+	// ActivePrincipal re-reads a principal named by a token: ErrInactive if
+	// its key was revoked or it or its partner was disabled since.
+	ActivePrincipal(ctx context.Context, p Principal) (Principal, error)
+
+	// RecordUsage writes a batch of key last-use times and audit events.
+	RecordUsage(ctx context.Context, lastUsed map[string]time.Time, events []AuditEvent) error
+	ListAudit(ctx context.Context, since time.Time) ([]AuditEvent, error)
+}

@@ -1,0 +1,126 @@
+package memstore
+
+// tokens.Store: signing keys and refresh-token families.
+
+import (
+	"context"
+	"keygate/keys"
+	"keygate/tokens"
+	"slices"
+	"time"
+)
+
+// AddSigningKey implements tokens.KeyStore.
+func (s *Store) AddSigningKey(_ context.Context, k tokens.SigningKeyRecord) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if slices.ContainsFunc(s.signing, func(r tokens.SigningKeyRecord) bool { return r.KID == k.KID }) {
+		return keys.ErrConflict
+	}
+	k.Sealed = slices.Clone(k.Sealed)
+	k.CreatedAt, k.ActivatesAt = ms(k.CreatedAt), ms(k.ActivatesAt)
+	s.signing = append(s.signing, k)
+	return nil
+}
+
+// ListSigningKeys implements tokens.KeyStore.
+func (s *Store) ListSigningKeys(context.Context) ([]tokens.SigningKeyRecord, error) {
+	s.mu.RLock()
+	out := make([]tokens.SigningKeyRecord, len(s.signing))
+	for i, r := range s.signing {
+		r.Sealed = slices.Clone(r.Sealed)
+		out[i] = r
+	}
+	s.mu.RUnlock()
+	slices.SortStableFunc(out, func(a, b tokens.SigningKeyRecord) int {
+		if c := a.ActivatesAt.Compare(b.ActivatesAt); c != 0 {
+			return c
+		}
+		return a.CreatedAt.Compare(b.CreatedAt)
+	})
+	return out, nil
+}
+
+// createFamilyLocked stores f; the caller holds mu.
+func (s *Store) createFamilyLocked(f tokens.Family) error {
+	if _, ok := s.families[f.ID]; ok {
+		return keys.ErrConflict
+	}
+	if _, ok := s.keys[f.Principal.KeyID]; !ok {
+		return keys.ErrNotFound
+	}
+	f.Principal.Name, f.PrincipalActive = "", false // neither is stored
+	f.CreatedAt, f.RotatedAt, f.ExpiresAt, f.ParentExpiresAt = ms(f.CreatedAt), ms(f.RotatedAt), ms(f.ExpiresAt), ms(f.ParentExpiresAt)
+	f.RevokedAt = msPtr(f.RevokedAt)
+	s.families[f.ID] = &f
+	ids := s.byKey[f.Principal.KeyID]
+	if ids == nil {
+		ids = make(map[string]struct{})
+		s.byKey[f.Principal.KeyID] = ids
+	}
+	ids[f.ID] = struct{}{}
+	return nil
+}
+
+// StartFamily implements tokens.FamilyStore.
+func (s *Store) StartFamily(ctx context.Context, digest keys.Digest, f tokens.Family) (keys.Principal, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k, ok := s.digests[digest]
+	if !ok || !s.keyActive(k) {
+		return keys.Principal{}, keys.ErrInvalidKey
+	}
+	p := s.principal(k)
+	f.Principal = p
+	if err := s.createFamilyLocked(f); err != nil {
+		return keys.Principal{}, err
+	}
+	return p, nil
+}
+
+// UpdateFamily implements tokens.FamilyStore. decide runs under the store's
+// write lock, which makes read, decision and write one step; it must not
+// call the store.
+func (s *Store) UpdateFamily(_ context.Context, id string, decide func(f *tokens.Family) (tokens.Change, error)) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	stored, ok := s.families[id]
+	if !ok {
+		return keys.ErrNotFound
+	}
+	f := cloneFamily(stored)
+	k := s.keys[f.Principal.KeyID]
+	f.PrincipalActive = k.RevokedAt == nil && s.checkOwner(f.Principal.Owner()) == nil
+	change, err := decide(&f)
+	if change.Write {
+		// The fields a decision may change, as the SQLite store writes them.
+		stored.Generation = f.Generation
+		stored.RotatedAt, stored.ExpiresAt, stored.ParentExpiresAt = ms(f.RotatedAt), ms(f.ExpiresAt), ms(f.ParentExpiresAt)
+		stored.RevokedAt, stored.RevokeReason = msPtr(f.RevokedAt), f.RevokeReason
+	}
+	s.appendAudit(change.Audit...)
+	return err
+}
+
+// DeleteFamilies implements tokens.FamilyStore.
+func (s *Store) DeleteFamilies(_ context.Context, before time.Time, limit int) (int, error) {
+	before = time.UnixMilli(before.UnixMilli()) // what the SQLite store compares
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for id, f := range s.families {
+		if n >= limit {
+			break
+		}
+		if f.ExpiresAt.Before(before) || f.RevokedAt != nil && f.RevokedAt.Before(before) {
+			delete(s.families, id)
+			ids := s.byKey[f.Principal.KeyID]
+			delete(ids, id)
+			if len(ids) == 0 {
+				delete(s.byKey, f.Principal.KeyID)
+			}
+			n++
+		}
+	}
+	return n, nil
+}

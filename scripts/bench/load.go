@@ -1,0 +1,193 @@
+package main
+
+// Measuring: interleaved slices, and the workload of each phase.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+)
+
+// rounds is how many slices each measured phase is cut into. The floor and
+// keygate take turns slice by slice (F K K F F K ...), so that both see the
+// same machine, drift included; their ratio is then far steadier than two
+// long runs one after the other.
+const rounds = 6
+
+// settle is the pause after each slice: longer than keygate's audit flush
+// interval (1 s).
+const settle = 1200 * time.Millisecond
+
+// compare warms both targets up, then measures them in interleaved slices
+// adding up to d each.
+func compare(c *http.Client, floor, kg *target, conns int, d time.Duration, setup func(*http.Client, *target, int) (*load, error)) (fr, kr result, err error) {
+	fl, err := setup(c, floor, conns)
+	if err != nil {
+		return result{}, result{}, err
+	}
+	kl, err := setup(c, kg, conns)
+	if err != nil {
+		return result{}, result{}, err
+	}
+	for _, l := range []*load{fl, kl} {
+		l.run(d / 5)
+		l.reset()
+	}
+	for r := range rounds {
+		order := []*load{fl, kl}
+		if r%2 == 1 {
+			order = []*load{kl, fl}
+		}
+		for _, l := range order {
+			l.run(d / rounds)
+		}
+	}
+	if fr, err = fl.result(); err != nil {
+		return result{}, result{}, err
+	}
+	kr, err = kl.result()
+	return fr, kr, err
+}
+
+// load is one endpoint's workload against one target: a worker per
+// connection, each keeping its own state (a refresh token, say) from one
+// slice to the next, and what the slices measured.
+type load struct {
+	t       *target
+	workers []func() bool
+	lat     []time.Duration
+	sent    int // every request, warm-up included
+	errs    int
+	secs    float64
+	cpu     time.Duration
+}
+
+func newLoad(t *target, conns int, setup func(worker int) (func() bool, error)) (*load, error) {
+	l := &load{t: t, workers: make([]func() bool, conns)}
+	for i := range l.workers {
+		w, err := setup(i)
+		if err != nil {
+			return nil, err
+		}
+		l.workers[i] = w
+	}
+	return l, nil
+}
+
+// run drives every worker for d, adding latencies, errors and the server's
+// CPU time to what l holds.
+func (l *load) run(d time.Duration) {
+	cpu0 := cpuTime(l.t.cmd.Process.Pid)
+	lat := make([][]time.Duration, len(l.workers))
+	errs := make([]int, len(l.workers))
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i, w := range l.workers {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				t0 := time.Now()
+				ok := w()
+				lat[i] = append(lat[i], time.Since(t0))
+				if !ok {
+					errs[i]++
+				}
+			}
+		})
+	}
+	wg.Wait()
+	l.secs += time.Since(start).Seconds()
+	// Let the work the slice left behind (keygate's once-a-second audit
+	// batch, a collection under way) finish before the other server's
+	// slice starts, and count its CPU here, to its owner.
+	time.Sleep(settle)
+	l.cpu += cpuTime(l.t.cmd.Process.Pid) - cpu0
+	for i := range lat {
+		l.sent += len(lat[i])
+		l.lat = append(l.lat, lat[i]...)
+		l.errs += errs[i]
+	}
+}
+
+func (l *load) reset() { l.lat, l.errs, l.secs, l.cpu = nil, 0, 0, 0 }
+
+func (l *load) result() (result, error) {
+	if len(l.lat) == 0 {
+		return result{}, errors.New("no requests completed")
+	}
+	all := slices.Clone(l.lat)
+	slices.Sort(all)
+	return result{
+		Sent:       l.sent,
+		Requests:   len(all),
+		Errors:     l.errs,
+		Seconds:    l.secs,
+		P50:        all[len(all)/2],
+		P99:        all[len(all)*99/100],
+		CPUPerReq:  l.cpu / time.Duration(len(all)),
+		PeakRSSMiB: peakRSS(l.t.cmd.Process.Pid),
+	}, nil
+}
+
+func loadLogin(c *http.Client, t *target, conns int) (*load, error) {
+	return newLoad(t, conns, func(w int) (func() bool, error) {
+		i := w
+		return func() bool {
+			key := t.companies[i%len(t.companies)]
+			i += conns
+			code, err := post(c, t.base+"/api/v1/auth/login", "", map[string]string{"apiKey": key}, nil)
+			return err == nil && code == 200
+		}, nil
+	})
+}
+
+// loginCompany logs in as the company of worker w, to set up a phase.
+func loginCompany(c *http.Client, t *target, w int) (tokenPair, error) {
+	var p tokenPair
+	code, err := post(c, t.base+"/api/v1/auth/login", "", map[string]string{"apiKey": t.companies[w%len(t.companies)]}, &p)
+	if err != nil || code != 200 {
+		return tokenPair{}, fmt.Errorf("login of company %d: %d %v", w, code, err)
+	}
+	return p, nil
+}
+
+// loadRefresh gives each connection its own token family and feeds every
+// successor back, so each refresh token is used exactly once.
+func loadRefresh(c *http.Client, t *target, conns int) (*load, error) {
+	return newLoad(t, conns, func(w int) (func() bool, error) {
+		p, err := loginCompany(c, t, w)
+		if err != nil {
+			return nil, err
+		}
+		rt := p.RefreshToken
+		return func() bool {
+			var next tokenPair
+			code, err := post(c, t.base+"/api/v1/auth/refresh", "", map[string]string{"refreshToken": rt}, &next)
+			if err != nil || code != 200 {
+				return false
+			}
+			rt = next.RefreshToken
+			return true
+		}, nil
+	})
+}
+
+func loadMe(c *http.Client, t *target, conns int) (*load, error) {
+	return newLoad(t, conns, func(w int) (func() bool, error) {
+		p, err := loginCompany(c, t, w)
+		if err != nil {
+			return nil, err
+		}
+		return func() bool {
+			req, _ := http.NewRequest(http.MethodGet, t.base+"/api/v1/auth/me", nil)
+			req.Header.Set("R-Auth", p.JWT)
+			code, err := do(c, req, nil)
+			return err == nil && code == 200
+		}, nil
+	})
+}

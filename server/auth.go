@@ -1,0 +1,105 @@
+package server
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	"keygate/api"
+	"keygate/keys"
+	"keygate/tokens"
+)
+
+// Logins, refreshes, logouts and /auth/me: the session endpoints.
+
+func validateLogin(r *api.LoginRequest) error { return requiredString("apiKey", r.APIKey) }
+
+func validateRefresh(r *api.RefreshRequest) error {
+	return requiredString("refreshToken", r.RefreshToken)
+}
+
+func (s *Server) tokenResponse(c *gin.Context, p tokens.Pair) {
+	c.JSON(http.StatusOK, api.TokenResponse{
+		JWT:                    p.JWT.Reveal(),
+		ExpirationDate:         api.NewTime(p.ExpiresAt),
+		RefreshToken:           p.RefreshToken.Reveal(),
+		RefreshTokenExpiration: api.NewTime(p.RefreshTokenExpiration),
+	})
+}
+
+// credentialFailure reports whether err is a refused credential, which
+// spends the client address's failure budget.
+func credentialFailure(err error) bool {
+	return errors.Is(err, keys.ErrInvalidKey) || errors.Is(err, tokens.ErrInvalidRefreshToken)
+}
+
+func (s *Server) login(c *gin.Context) {
+	var req api.LoginRequest
+	if !bind(s, c, &req, validateLogin) {
+		return
+	}
+	if ok, wait := s.limits.login.allow(secretKey(*req.APIKey)); !ok {
+		s.rateLimited(c, wait)
+		return
+	}
+	try, ok, wait := s.limits.failures.begin(clientKey(c.ClientIP()))
+	if !ok {
+		s.rateLimited(c, wait)
+		return
+	}
+	pair, err := s.tokens.Login(c.Request.Context(), *req.APIKey, c.ClientIP())
+	try.end(credentialFailure(err))
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	s.tokenResponse(c, pair)
+}
+
+func (s *Server) refresh(c *gin.Context) {
+	var req api.RefreshRequest
+	if !bind(s, c, &req, validateRefresh) {
+		return
+	}
+	if family, ok := s.tokens.FamilyOf(*req.RefreshToken); ok {
+		if ok, wait := s.limits.refresh.allow(family); !ok {
+			s.rateLimited(c, wait)
+			return
+		}
+	}
+	try, ok, wait := s.limits.failures.begin(clientKey(c.ClientIP()))
+	if !ok {
+		s.rateLimited(c, wait)
+		return
+	}
+	pair, err := s.tokens.Refresh(c.Request.Context(), *req.RefreshToken, c.ClientIP())
+	try.end(credentialFailure(err))
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	s.tokenResponse(c, pair)
+}
+
+func (s *Server) logout(c *gin.Context) {
+	var req api.RefreshRequest
+	if !bind(s, c, &req, validateRefresh) {
+		return
+	}
+	if err := s.tokens.Logout(c.Request.Context(), *req.RefreshToken); err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
+func (s *Server) me(c *gin.Context) {
+	sess := session(c)
+	p := sess.Principal
+	resp := api.Me{Type: string(p.Kind), ID: p.ID, Name: p.Name, KeyID: p.KeyID, ExpirationDate: api.NewTime(sess.ExpiresAt)}
+	if p.Kind == keys.KindCompany {
+		resp.PartnerID = p.PartnerID
+	}
+	c.JSON(http.StatusOK, resp)
+}

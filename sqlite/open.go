@@ -1,0 +1,190 @@
+// Package sqlite is keygate's embedded default store and the only importer
+// of go-sqlite3: all SQL, the embedded versioned migrations, and the single
+// writer that commits concurrent requests' writes together (group commit).
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mattn/go-sqlite3"
+)
+
+// Synchronous modes accepted for database.synchronous.
+var SynchronousModes = []string{"OFF", "NORMAL", "FULL", "EXTRA"}
+
+// Options configure Open.
+type Options struct {
+	Path        string
+	Synchronous string // FULL by default
+	Logger      *slog.Logger
+	Now         func() time.Time // time.Now by default
+}
+
+// DB is an open keygate database: one writer connection owned by one
+// goroutine, and a pool of query-only connections for reads.
+type DB struct {
+	write *sql.DB
+	read  *sql.DB
+	log   *slog.Logger
+
+	ops     chan *writeOp
+	quit    chan struct{}
+	stopped chan struct{}
+
+	closeOnce sync.Once
+	closeErr  error
+
+	// failing is set when a commit fails for a storage reason and cleared by
+	// the next successful one; /ready reports it.
+	failing atomic.Bool
+
+	stmts      readStmts
+	wstmts     writeStmts
+	principals principalCache
+	keyCache   keyCache // the writer goroutine's alone
+
+	// commitFault, set only by tests, fails every commit that changed rows
+	// with this error, the way a full disk or a read-only file does (a
+	// commit that wrote nothing succeeds even on a full disk).
+	commitFault atomic.Pointer[sqlite3.Error]
+}
+
+// Open opens (creating if needed) the database at opts.Path, applies
+// pending migrations and starts the writer.
+func Open(ctx context.Context, opts Options) (*DB, error) {
+	if opts.Synchronous == "" {
+		opts.Synchronous = "FULL"
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if !slices.Contains(SynchronousModes, strings.ToUpper(opts.Synchronous)) {
+		return nil, fmt.Errorf("database.synchronous: unknown mode %q", opts.Synchronous)
+	}
+	if dir := filepath.Dir(opts.Path); dir != "" {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("creating database directory: %w", err)
+		}
+	}
+	write, err := sql.Open("sqlite3", dsn(opts.Path, opts.Synchronous, false))
+	if err != nil {
+		return nil, err
+	}
+	write.SetMaxOpenConns(1)
+	write.SetMaxIdleConns(1)
+	write.SetConnMaxLifetime(0)
+	write.SetConnMaxIdleTime(0)
+
+	d := &DB{
+		write:      write,
+		log:        opts.Logger,
+		ops:        make(chan *writeOp),
+		principals: principalCache{now: opts.Now},
+		quit:       make(chan struct{}),
+		stopped:    make(chan struct{}),
+	}
+	if err := d.migrate(ctx); err != nil {
+		write.Close()
+		return nil, err
+	}
+	// The reader pool opens after the writer has created the file and
+	// switched it to WAL, so readers never see a missing database.
+	d.read, err = sql.Open("sqlite3", dsn(opts.Path, opts.Synchronous, true))
+	if err != nil {
+		write.Close()
+		return nil, err
+	}
+	d.read.SetMaxOpenConns(8)
+	d.read.SetMaxIdleConns(8)
+	if err := d.read.PingContext(ctx); err != nil {
+		d.read.Close()
+		write.Close()
+		return nil, mapErr(err)
+	}
+	if err := d.wstmts.prepare(ctx, d.write); err != nil {
+		d.read.Close()
+		write.Close()
+		return nil, fmt.Errorf("preparing statements: %w", err)
+	}
+	if err := d.stmts.prepare(ctx, d.read); err != nil {
+		d.read.Close()
+		write.Close()
+		return nil, fmt.Errorf("preparing statements: %w", err)
+	}
+	go d.writer()
+	return d, nil
+}
+
+// dsn puts every pragma in the connection string, so each pooled
+// connection gets them, not only the first.
+func dsn(path, synchronous string, readOnly bool) string {
+	q := url.Values{}
+	q.Set("_foreign_keys", "on")
+	q.Set("_busy_timeout", "5000")
+	q.Set("_journal_mode", "WAL")
+	q.Set("_synchronous", strings.ToUpper(synchronous))
+	q.Set("_txlock", "immediate")
+	if readOnly {
+		q.Set("_query_only", "on")
+	}
+	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
+}
+
+// Close stops the writer after the write in progress and closes both
+// connection pools. Call it after the HTTP server has drained.
+func (d *DB) Close() error {
+	d.closeOnce.Do(func() {
+		close(d.quit)
+		<-d.stopped
+		d.stmts.close()
+		d.wstmts.close()
+		d.closeErr = errors.Join(d.read.Close(), d.write.Close())
+	})
+	return d.closeErr
+}
+
+// Ready reports whether the database can serve: reads answer and, if a
+// recent commit failed, a probe write succeeds again.
+func (d *DB) Ready(ctx context.Context) error {
+	if err := d.read.PingContext(ctx); err != nil {
+		return mapErr(err)
+	}
+	if !d.failing.Load() {
+		return nil
+	}
+	err := d.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO health (id, at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET at = excluded.at`, time.Now().UnixMilli())
+		return err
+	})
+	if err == nil && d.failing.Swap(false) {
+		d.log.Info("database writes working again")
+	}
+	return err
+}
+
+// IntegrityCheck runs PRAGMA integrity_check and returns its verdict.
+func (d *DB) IntegrityCheck(ctx context.Context) error {
+	var res string
+	if err := d.read.QueryRowContext(ctx, `PRAGMA integrity_check`).Scan(&res); err != nil {
+		return err
+	}
+	if res != "ok" {
+		return fmt.Errorf("integrity check: %s", res)
+	}
+	return nil
+}

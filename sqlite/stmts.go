@@ -1,0 +1,58 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"time"
+)
+
+// stmts prepares a set of statements on one pool, keeping the first error
+// and every statement made, so that they close together.
+type stmts struct {
+	err  error
+	made []*sql.Stmt
+}
+
+func (s *stmts) preparer(ctx context.Context, db *sql.DB) func(q string) *sql.Stmt {
+	return func(q string) *sql.Stmt {
+		if s.err != nil {
+			return nil
+		}
+		st, err := db.PrepareContext(ctx, q)
+		if err != nil {
+			s.err = err
+			return nil
+		}
+		s.made = append(s.made, st)
+		return st
+	}
+}
+
+func (s *stmts) close() {
+	for _, st := range s.made {
+		st.Close()
+	}
+}
+
+func ms(t time.Time) int64 { return t.UnixMilli() }
+
+func fromMS(v int64) time.Time { return time.UnixMilli(v).UTC() }
+
+func fromNullMS(v sql.NullInt64) *time.Time {
+	if !v.Valid {
+		return nil
+	}
+	t := fromMS(v.Int64)
+	return &t
+}
+
+func nullMS(t *time.Time) sql.NullInt64 {
+	if t == nil {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: t.UnixMilli(), Valid: true}
+}
+
+func nullString(s string) sql.NullString {
+	return sql.NullString{String: s, Valid: s != ""}
+}

@@ -1,0 +1,280 @@
+package storetest
+
+import (
+	"errors"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"keygate/keys"
+	"keygate/store"
+	"keygate/tokens"
+)
+
+// Refresh-token families once a login has started them: what they store,
+// how UpdateFamily decides, who wins a race, and their deletion.
+
+func testFamily(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	w := newWorld(t, s, "Acme")
+
+	pf := startFamily(t, s, w.p.digest, w.p.principal(), familyOf(t0))
+	cf := startFamily(t, s, w.c.digest, w.c.principal(), familyOf(t0.Add(time.Second)))
+	checkFamily(t, readFamily(t, s, pf.ID), pf)
+	checkFamily(t, readFamily(t, s, cf.ID), cf)
+
+	// A rotation persists every field it changes.
+	rotated := pf
+	rotated.Generation = 2
+	rotated.RotatedAt = t0.Add(time.Minute)
+	rotated.ParentExpiresAt = pf.ExpiresAt
+	rotated.ExpiresAt = t0.Add(2 * time.Hour)
+	err := s.UpdateFamily(ctx, pf.ID, func(f *tokens.Family) (tokens.Change, error) {
+		f.Generation, f.RotatedAt, f.ParentExpiresAt, f.ExpiresAt = rotated.Generation, rotated.RotatedAt, rotated.ParentExpiresAt, rotated.ExpiresAt
+		return tokens.Change{Write: true}, nil
+	})
+	must(t, "UpdateFamily rotating", err)
+	checkFamily(t, readFamily(t, s, pf.ID), rotated)
+
+	// So does a revocation.
+	revoked := rotated
+	revoked.RevokedAt, revoked.RevokeReason = ptr(t0.Add(3*time.Minute)), "reuse"
+	err = s.UpdateFamily(ctx, pf.ID, func(f *tokens.Family) (tokens.Change, error) {
+		f.RevokedAt, f.RevokeReason = ptr(*revoked.RevokedAt), revoked.RevokeReason
+		return tokens.Change{Write: true}, nil
+	})
+	must(t, "UpdateFamily revoking", err)
+	checkFamily(t, readFamily(t, s, pf.ID), revoked)
+	checkFamily(t, readFamily(t, s, cf.ID), cf) // the other family is untouched
+
+	// Write=false writes nothing, whatever decide did to its copy.
+	err = s.UpdateFamily(ctx, cf.ID, func(f *tokens.Family) (tokens.Change, error) {
+		f.Generation, f.RotatedAt, f.ExpiresAt = 9, t0.Add(time.Hour), t0.Add(time.Hour)
+		f.RevokedAt, f.RevokeReason = ptr(t0), "never written"
+		return tokens.Change{}, nil
+	})
+	must(t, "UpdateFamily without Write", err)
+	checkFamily(t, readFamily(t, s, cf.ID), cf)
+
+	called := false
+	err = s.UpdateFamily(ctx, "fam_unknown", func(*tokens.Family) (tokens.Change, error) {
+		called = true
+		return tokens.Change{Write: true}, nil
+	})
+	wantErr(t, "UpdateFamily(unknown)", err, keys.ErrNotFound)
+	if called {
+		t.Errorf("UpdateFamily called decide for an unknown family")
+	}
+}
+
+func testFamilyPrincipalActive(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	for _, tc := range []struct {
+		name                  string
+		kill                  func(t *testing.T, w world, at time.Time)
+		partnerDies, compDies bool
+	}{
+		{"partner key revoked", func(t *testing.T, w world, at time.Time) {
+			must(t, "RevokeKey", s.RevokeKey(ctx, w.p.owner(), w.p.key.ID, at, event(at, "key.revoked", "key", w.p.key.ID)))
+		}, true, false},
+		{"company key revoked", func(t *testing.T, w world, at time.Time) {
+			must(t, "RevokeKey", s.RevokeKey(ctx, w.c.owner(), w.c.key.ID, at, event(at, "key.revoked", "key", w.c.key.ID)))
+		}, false, true},
+		{"company disabled", func(t *testing.T, w world, at time.Time) {
+			must(t, "DisableCompany", s.DisableCompany(ctx, w.p.ID, w.c.ID, at, event(at, "company.disabled", "company", w.c.ID)))
+		}, false, true},
+		{"partner disabled", func(t *testing.T, w world, at time.Time) {
+			must(t, "DisablePartner", s.DisablePartner(ctx, w.p.ID, at, event(at, "partner.disabled", "partner", w.p.ID)))
+		}, true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t, s, tc.name)
+			bystander := newWorld(t, s, tc.name+" bystander")
+			pf := startFamily(t, s, w.p.digest, w.p.principal(), familyOf(t0))
+			cf := startFamily(t, s, w.c.digest, w.c.principal(), familyOf(t0))
+			bf := startFamily(t, s, bystander.c.digest, bystander.c.principal(), familyOf(t0))
+			for _, id := range []string{pf.ID, cf.ID, bf.ID} {
+				if !readFamily(t, s, id).PrincipalActive {
+					t.Fatalf("family %s inactive before anything happened", id)
+				}
+			}
+			tc.kill(t, w, t0.Add(time.Hour))
+			for _, c := range []struct {
+				what string
+				id   string
+				dies bool
+			}{{"partner's family", pf.ID, tc.partnerDies}, {"company's family", cf.ID, tc.compDies}, {"bystander's family", bf.ID, false}} {
+				if got := readFamily(t, s, c.id).PrincipalActive; got == c.dies {
+					t.Errorf("%s: PrincipalActive = %v, want %v", c.what, got, !c.dies)
+				}
+			}
+		})
+	}
+}
+
+func testUpdateFamilyDecisions(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	w := newWorld(t, s, "Acme")
+	f := startFamily(t, s, w.c.digest, w.c.principal(), familyOf(t0))
+	errDecided := errors.New("decided against it")
+	audit := func(action string) keys.AuditEvent {
+		return keys.AuditEvent{At: t0.Add(time.Minute), ActorType: keys.ActorCompany, ActorID: w.c.ID, Action: action,
+			TargetType: "token_family", Target: f.ID, Addr: "203.0.113.9", Outcome: tokens.OutcomeRevoked, Detail: "key=" + w.c.key.ID}
+	}
+
+	// decide's error is returned, and its audit events are written anyway.
+	err := s.UpdateFamily(ctx, f.ID, func(*tokens.Family) (tokens.Change, error) {
+		return tokens.Change{Audit: []keys.AuditEvent{audit("refresh.refused")}}, errDecided
+	})
+	wantErr(t, "UpdateFamily with decide failing", err, errDecided)
+	checkFamily(t, readFamily(t, s, f.ID), f)
+
+	// A write that comes with an error is still made (reuse detection
+	// revokes the family and refuses the request).
+	revoked := f
+	revoked.RevokedAt, revoked.RevokeReason = ptr(t0.Add(time.Minute)), "reuse"
+	err = s.UpdateFamily(ctx, f.ID, func(g *tokens.Family) (tokens.Change, error) {
+		g.RevokedAt, g.RevokeReason = ptr(*revoked.RevokedAt), revoked.RevokeReason
+		return tokens.Change{Write: true, Audit: []keys.AuditEvent{audit("refresh.reuse_detected")}}, errDecided
+	})
+	wantErr(t, "UpdateFamily writing with decide failing", err, errDecided)
+	checkFamily(t, readFamily(t, s, f.ID), revoked)
+
+	evs, err := s.ListAudit(ctx, t0.Add(time.Minute))
+	must(t, "ListAudit", err)
+	var got []keys.AuditEvent
+	for _, e := range evs {
+		if e.Target == f.ID {
+			got = append(got, e)
+		}
+	}
+	want := []keys.AuditEvent{audit("refresh.refused"), audit("refresh.reuse_detected")}
+	if len(got) != len(want) {
+		t.Fatalf("audit events of the family = %+v, want %+v", got, want)
+	}
+	for i := range want {
+		checkEvent(t, got[i], want[i])
+	}
+}
+
+// Of many concurrent conditional updates of one generation, exactly one
+// succeeds: the store decides, not the callers.
+func testUpdateFamilyConcurrent(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	w := newWorld(t, s, "Acme")
+	f := startFamily(t, s, w.p.digest, w.p.principal(), familyOf(t0))
+	errStale := errors.New("generation already rotated")
+
+	const n = 50
+	start := make(chan struct{})
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			errs[i] = s.UpdateFamily(ctx, f.ID, func(g *tokens.Family) (tokens.Change, error) {
+				// Widen the window between read and write, where a store
+				// that does not hold the family would let a rival in.
+				runtime.Gosched()
+				if g.Generation != 1 {
+					return tokens.Change{}, errStale
+				}
+				g.Generation++
+				g.RotatedAt = t0.Add(time.Duration(i+1) * time.Second)
+				return tokens.Change{Write: true}, nil
+			})
+		})
+	}
+	close(start)
+	wg.Wait()
+
+	won := -1
+	for i, err := range errs {
+		switch {
+		case err == nil && won >= 0:
+			t.Errorf("updates %d and %d both rotated generation 1", won, i)
+		case err == nil:
+			won = i
+		case !errors.Is(err, errStale):
+			t.Errorf("update %d: err = %v, want nil or the stale error", i, err)
+		}
+	}
+	if won < 0 {
+		t.Fatal("no update succeeded")
+	}
+	got := readFamily(t, s, f.ID)
+	if got.Generation != 2 {
+		t.Errorf("generation = %d after one rotation, want 2", got.Generation)
+	}
+	sameTime(t, "RotatedAt of the winner", got.RotatedAt, t0.Add(time.Duration(won+1)*time.Second))
+}
+
+func testDeleteFamilies(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	w := newWorld(t, s, "Acme")
+	cut := t0.Add(24 * time.Hour).Truncate(time.Millisecond)
+
+	family := func(expires time.Time, revoked *time.Time) string {
+		t.Helper()
+		f := familyOf(t0)
+		f.ExpiresAt = expires
+		startFamily(t, s, w.p.digest, w.p.principal(), f)
+		if revoked != nil {
+			revokeFamily(t, s, f.ID, *revoked)
+		}
+		return f.ID
+	}
+	gone := []string{
+		family(cut.Add(-time.Millisecond), nil),                 // expired
+		family(cut.Add(time.Hour), ptr(cut.Add(-time.Hour))),    // revoked
+		family(cut.Add(-time.Hour), ptr(cut.Add(-2*time.Hour))), // both, counted once
+	}
+	kept := []string{
+		family(cut.Add(time.Hour), nil),                            // live
+		family(cut, nil),                                           // expires at the cutoff, not before
+		family(cut.Add(time.Hour), ptr(cut)),                       // revoked at the cutoff
+		family(cut.Add(time.Hour), ptr(cut.Add(time.Millisecond))), // revoked after
+	}
+
+	n, err := s.DeleteFamilies(ctx, cut, 100)
+	must(t, "DeleteFamilies", err)
+	if n != len(gone) {
+		t.Errorf("DeleteFamilies = %d, want %d", n, len(gone))
+	}
+	for _, id := range gone {
+		if familyExists(t, s, id) {
+			t.Errorf("family %s survived DeleteFamilies", id)
+		}
+	}
+	for _, id := range kept {
+		if !familyExists(t, s, id) {
+			t.Errorf("family %s deleted, want kept", id)
+		}
+	}
+	n, err = s.DeleteFamilies(ctx, cut, 100)
+	must(t, "DeleteFamilies again", err)
+	if n != 0 {
+		t.Errorf("DeleteFamilies again = %d, want 0", n)
+	}
+}
+
+func testDeleteFamiliesLimit(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	w := newWorld(t, s, "Acme")
+	cut := t0.Add(24 * time.Hour)
+	live := startFamily(t, s, w.p.digest, w.p.principal(), familyOf(cut))
+	for range 5 {
+		startFamily(t, s, w.c.digest, w.c.principal(), familyOf(t0)) // expired an hour after t0
+	}
+	for i, want := range []int{2, 2, 1, 0} {
+		n, err := s.DeleteFamilies(ctx, cut, 2)
+		must(t, "DeleteFamilies", err)
+		if n != want {
+			t.Errorf("DeleteFamilies call %d = %d, want %d", i, n, want)
+		}
+	}
+	if !familyExists(t, s, live.ID) {
+		t.Errorf("live family deleted")
+	}
+}

@@ -1,0 +1,73 @@
+// Package tokens owns what keygate hands out after a login: access tokens
+// (JWTs: signing, strict verification, the signing keys and their JWKS,
+// sealed under the master key) and refresh-token families (issuing,
+// rotation with reuse detection, logout, housekeeping), with the Store they
+// need. Files are named for their job: login.go, refresh.go, logout.go,
+// authorize.go, housekeeping.go, refreshtoken.go (the token format),
+// jwt.go, signing.go, masterkey.go. It knows nothing of HTTP or SQL.
+package tokens
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"keygate/keys"
+)
+
+// ErrInvalidRefreshToken covers every reason a refresh token is refused:
+// unknown, malformed, expired, revoked, reused, or its principal inactive.
+var ErrInvalidRefreshToken = errors.New("invalid refresh token")
+
+// errReused is wrapped in ErrInvalidRefreshToken for the logs.
+var errReused = errors.New("refresh token reused")
+
+// Store is everything the tokens package persists.
+type Store interface {
+	KeyStore
+	FamilyStore
+}
+
+// Authenticator audits logins and re-checks principals; keys.Service is one.
+type Authenticator interface {
+	RecordLogin(ctx context.Context, p keys.Principal, hint, addr string, ok bool)
+	ActivePrincipal(ctx context.Context, p keys.Principal) (keys.Principal, error)
+}
+
+// RefreshConfig holds the refresh-token lifetimes.
+type RefreshConfig struct {
+	TTL         time.Duration // inactivity: each token lives this long
+	MaxLifetime time.Duration // absolute: no token outlives family start + this
+	ReuseGrace  time.Duration // a parent retried within this gets the same successor
+	Retention   time.Duration // dead families are kept this long, then deleted
+}
+
+// Pair is what a login or refresh returns.
+type Pair struct {
+	JWT                    keys.Secret
+	ExpiresAt              time.Time
+	RefreshToken           keys.Secret
+	RefreshTokenExpiration time.Time
+}
+
+// Session is a verified access token and the principal it speaks for.
+type Session struct {
+	Principal keys.Principal
+	ExpiresAt time.Time
+}
+
+// Service logs principals in, refreshes and revokes their sessions, and
+// checks their access tokens.
+type Service struct {
+	auth   Authenticator
+	store  FamilyStore
+	jwt    *JWT
+	cfg    RefreshConfig
+	macKey []byte
+	now    func() time.Time
+}
+
+// NewService wires a Service.
+func NewService(auth Authenticator, store FamilyStore, j *JWT, master MasterKey, cfg RefreshConfig, now func() time.Time) *Service {
+	return &Service{auth: auth, store: store, jwt: j, cfg: cfg, macKey: master.refreshMAC, now: now}
+}
