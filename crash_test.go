@@ -287,3 +287,32 @@ func TestKill9LosesNothingAcknowledged(t *testing.T) {
 	assertIntegrity(t, filepath.Join(dir, "data", "keygate.db"))
 	assertNoSecrets(t, secrets, map[string]string{"killed server log": srv.Logs(), "restarted server log": srv2.Logs()})
 }
+
+// TestKill9RightAfterLogin: a login writes nothing, so a kill -9 the moment
+// it has answered loses nothing of what it handed out: after the restart
+// its access token still verifies and its refresh token still refreshes.
+func TestKill9RightAfterLogin(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	env := e2eEnv()
+	partner := createPartner(t, dir, env, "Acme")
+	srv := startServer(t, dir, env)
+	pair := srv.mustLogin(t, partner.APIKey)
+	if code := srv.signal(t, syscall.SIGKILL); code != -1 {
+		t.Errorf("exit code after SIGKILL: %d", code)
+	}
+
+	srv2 := startServer(t, dir, env)
+	if code, me := srv2.me(t, "R-Auth", pair.JWT); code != http.StatusOK || me.ID != partner.ID {
+		t.Fatalf("the login's access token after kill -9 and restart: %d %+v", code, me)
+	}
+	code, next, body := srv2.refresh(t, pair.RefreshToken)
+	if code != http.StatusOK {
+		t.Fatalf("the login's refresh token after kill -9 and restart: %d %s", code, body)
+	}
+	if code, _, body := srv2.refresh(t, next.RefreshToken); code != http.StatusOK {
+		t.Fatalf("its successor: %d %s", code, body)
+	}
+	srv2.stop(t)
+	assertIntegrity(t, filepath.Join(dir, "data", "keygate.db"))
+}

@@ -48,6 +48,7 @@ func (s *Service) ListCompanies(ctx context.Context, partnerID string, page Page
 // DisableCompany disables a company of the given partner.
 func (s *Service) DisableCompany(ctx context.Context, actor Actor, partnerID, id string) error {
 	now := s.now()
+	defer s.cache.invalidate()
 	return s.store.DisableCompany(ctx, partnerID, id, now, event(now, actor, "company.disabled", "company", id))
 }
 

@@ -126,9 +126,34 @@ func ParseAPIKey(s string) (Kind, error) {
 	return kind, nil
 }
 
+// idLen is the random part of an id, in bytes.
+const idLen = 16
+
 // NewID returns a random identifier such as "par_3kTMd9Qw0bY8sV1Xc2LpZa".
-func NewID(prefix string) string {
-	return prefix + pad(new(big.Int).SetBytes(randomBytes(16)).Text(62), encodedLen(16))
+func NewID(prefix string) string { return IDFromBytes(prefix, randomBytes(idLen)) }
+
+// IDFromBytes formats the 16 bytes of an id as NewID does.
+func IDFromBytes(prefix string, b []byte) string {
+	return prefix + pad(new(big.Int).SetBytes(b).Text(62), encodedLen(idLen))
+}
+
+// IDBytes returns the 16 bytes behind an id NewID(prefix) made, so that a
+// token can carry the id in 16 bytes; ok is false for anything else.
+func IDBytes(prefix, id string) (b []byte, ok bool) {
+	body, found := strings.CutPrefix(id, prefix)
+	if !found || len(body) != encodedLen(idLen) {
+		return nil, false
+	}
+	for i := 0; i < len(body); i++ {
+		if !isBase62(body[i]) {
+			return nil, false
+		}
+	}
+	n, okNum := new(big.Int).SetString(body, 62)
+	if !okNum || n.BitLen() > idLen*8 {
+		return nil, false
+	}
+	return n.FillBytes(make([]byte, idLen)), true
 }
 
 func randomBytes(n int) []byte {

@@ -2,6 +2,7 @@ package keys
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -36,8 +37,35 @@ func (s *Service) RecordLogin(ctx context.Context, p Principal, hint, addr strin
 	}
 }
 
+// Authenticate resolves a well-formed API key to the principal it speaks
+// for: ErrInvalidKey if the key is unknown, revoked, or its partner or
+// company disabled. A login calls it; it reads the store only on a cache
+// miss and writes nothing.
+func (s *Service) Authenticate(ctx context.Context, apiKey string) (Principal, error) {
+	r, err := s.cache.byKeyDigest(ctx, DigestOf(apiKey))
+	if err != nil {
+		return Principal{}, err
+	}
+	if !r.Active {
+		return Principal{}, ErrInvalidKey
+	}
+	return r.Principal, nil
+}
+
 // ActivePrincipal checks that the principal a token names may still act,
-// and fills in its name.
-func (s *Service) ActivePrincipal(ctx context.Context, p Principal) (Principal, error) {
-	return s.store.ActivePrincipal(ctx, p)
+// and fills in its name: ErrInactive if its key was revoked, or its
+// partner or company disabled, since the token was issued.
+func (s *Service) ActivePrincipal(ctx context.Context, want Principal) (Principal, error) {
+	r, err := s.cache.byKeyID(ctx, want.KeyID)
+	if errors.Is(err, ErrInvalidKey) {
+		return Principal{}, ErrInactive
+	}
+	if err != nil {
+		return Principal{}, err
+	}
+	p := r.Principal
+	if !r.Active || p.Kind != want.Kind || p.ID != want.ID || p.PartnerID != want.PartnerID || p.CompanyID != want.CompanyID {
+		return Principal{}, ErrInactive
+	}
+	return p, nil
 }

@@ -12,6 +12,7 @@ import (
 type Service struct {
 	store Store
 	audit *Recorder
+	cache *keyCache
 	now   func() time.Time
 	log   *slog.Logger
 }
@@ -19,7 +20,7 @@ type Service struct {
 // NewService wires a Service. audit may be nil, in which case login outcomes
 // are written synchronously (the CLI's case).
 func NewService(store Store, audit *Recorder, now func() time.Time, log *slog.Logger) *Service {
-	return &Service{store: store, audit: audit, now: now, log: log}
+	return &Service{store: store, audit: audit, cache: newKeyCache(store, now), now: now, log: log}
 }
 
 // CreatePartner creates a partner with its first key.
@@ -49,6 +50,7 @@ func (s *Service) ListPartners(ctx context.Context) ([]Partner, error) {
 // logging in or refreshing.
 func (s *Service) DisablePartner(ctx context.Context, actor Actor, id string) error {
 	now := s.now()
+	defer s.cache.invalidate()
 	return s.store.DisablePartner(ctx, id, now, event(now, actor, "partner.disabled", "partner", id))
 }
 
@@ -73,6 +75,7 @@ func (s *Service) ListKeys(ctx context.Context, o Owner) ([]Key, error) {
 // with it die with it.
 func (s *Service) RevokeKey(ctx context.Context, actor Actor, o Owner, keyID string) error {
 	now := s.now()
+	defer s.cache.invalidate()
 	return s.store.RevokeKey(ctx, o, keyID, now, event(now, actor, "key.revoked", "key", keyID))
 }
 

@@ -29,12 +29,21 @@ type Store interface {
 	// ListKeys lists the keys of one owner, oldest first.
 	ListKeys(ctx context.Context, o Owner) ([]Key, error)
 	// RevokeKey revokes a key of the given owner: ErrNotFound if the owner
-	// has no such key; revoking twice is not an error.
+	// has no such key; revoking twice is not an error. Like DisablePartner
+	// and DisableCompany, it moves the key epoch.
 	RevokeKey(ctx context.Context, o Owner, keyID string, at time.Time, ev AuditEvent) error
 
-	// ActivePrincipal re-reads a principal named by a token: ErrInactive if
-	// its key was revoked or it or its partner was disabled since.
-	ActivePrincipal(ctx context.Context, p Principal) (Principal, error)
+	// ResolveKey reads the key with this digest and its owners' state,
+	// writing nothing: ErrInvalidKey if no key has it. A revoked key, or one
+	// of a disabled partner or company, resolves with Active false.
+	ResolveKey(ctx context.Context, digest Digest) (ResolvedKey, error)
+	// ResolveKeyID is ResolveKey by key id: ErrInvalidKey for an unknown id.
+	ResolveKeyID(ctx context.Context, keyID string) (ResolvedKey, error)
+	// KeyEpoch is a number that moves whenever a key is revoked or a
+	// partner or company disabled, through any handle on the store (another
+	// process's included), in the same transaction as the change: a cache
+	// of resolved keys that saw the same epoch a moment ago is still exact.
+	KeyEpoch(ctx context.Context) (int64, error)
 
 	// RecordUsage writes a batch of key last-use times and audit events.
 	RecordUsage(ctx context.Context, lastUsed map[string]time.Time, events []AuditEvent) error

@@ -41,58 +41,43 @@ func (s *Store) ListSigningKeys(context.Context) ([]tokens.SigningKeyRecord, err
 	return out, nil
 }
 
-// createFamilyLocked stores f; the caller holds mu.
-func (s *Store) createFamilyLocked(f tokens.Family) error {
-	if _, ok := s.families[f.ID]; ok {
-		return keys.ErrConflict
-	}
-	if _, ok := s.keys[f.Principal.KeyID]; !ok {
-		return keys.ErrNotFound
-	}
-	f.Principal.Name, f.PrincipalActive = "", false // neither is stored
-	f.CreatedAt, f.RotatedAt, f.ExpiresAt, f.ParentExpiresAt = ms(f.CreatedAt), ms(f.RotatedAt), ms(f.ExpiresAt), ms(f.ParentExpiresAt)
-	f.RevokedAt = msPtr(f.RevokedAt)
-	s.families[f.ID] = &f
-	ids := s.byKey[f.Principal.KeyID]
-	if ids == nil {
-		ids = make(map[string]struct{})
-		s.byKey[f.Principal.KeyID] = ids
-	}
-	ids[f.ID] = struct{}{}
-	return nil
-}
-
-// StartFamily implements tokens.FamilyStore.
-func (s *Store) StartFamily(ctx context.Context, digest keys.Digest, f tokens.Family) (keys.Principal, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	k, ok := s.digests[digest]
-	if !ok || !s.keyActive(k) {
-		return keys.Principal{}, keys.ErrInvalidKey
-	}
-	p := s.principal(k)
-	f.Principal = p
-	if err := s.createFamilyLocked(f); err != nil {
-		return keys.Principal{}, err
-	}
-	return p, nil
-}
-
 // UpdateFamily implements tokens.FamilyStore. decide runs under the store's
 // write lock, which makes read, decision and write one step; it must not
 // call the store.
-func (s *Store) UpdateFamily(_ context.Context, id string, decide func(f *tokens.Family) (tokens.Change, error)) error {
+func (s *Store) UpdateFamily(_ context.Context, id string, seed *tokens.Family, decide func(f *tokens.Family) (tokens.Change, error)) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	stored, ok := s.families[id]
-	if !ok {
+	var f tokens.Family
+	stored, exists := s.families[id]
+	switch {
+	case exists:
+		f = cloneFamily(stored)
+	case seed != nil:
+		k, ok := s.keys[seed.Principal.KeyID]
+		if !ok {
+			return keys.ErrNotFound
+		}
+		f = *seed
+		f.ID = id
+		f.Principal = s.principal(k)
+		f.Principal.Name = "" // not stored
+	default:
 		return keys.ErrNotFound
 	}
-	f := cloneFamily(stored)
 	k := s.keys[f.Principal.KeyID]
-	f.PrincipalActive = k.RevokedAt == nil && s.checkOwner(f.Principal.Owner()) == nil
+	f.PrincipalActive = s.keyActive(k)
 	change, err := decide(&f)
 	if change.Write {
+		if !exists {
+			stored = &tokens.Family{ID: id, Principal: f.Principal, CreatedAt: ms(f.CreatedAt), FirstExpiresAt: ms(f.FirstExpiresAt)}
+			s.families[id] = stored
+			ids := s.byKey[f.Principal.KeyID]
+			if ids == nil {
+				ids = make(map[string]struct{})
+				s.byKey[f.Principal.KeyID] = ids
+			}
+			ids[id] = struct{}{}
+		}
 		// The fields a decision may change, as the SQLite store writes them.
 		stored.Generation = f.Generation
 		stored.RotatedAt, stored.ExpiresAt, stored.ParentExpiresAt = ms(f.RotatedAt), ms(f.ExpiresAt), ms(f.ParentExpiresAt)
@@ -112,7 +97,8 @@ func (s *Store) DeleteFamilies(_ context.Context, before time.Time, limit int) (
 		if n >= limit {
 			break
 		}
-		if f.ExpiresAt.Before(before) || f.RevokedAt != nil && f.RevokedAt.Before(before) {
+		dead := f.ExpiresAt.Before(before) || f.RevokedAt != nil && f.RevokedAt.Before(before)
+		if dead && f.FirstExpiresAt.Before(before) {
 			delete(s.families, id)
 			ids := s.byKey[f.Principal.KeyID]
 			delete(ids, id)

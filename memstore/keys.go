@@ -11,19 +11,33 @@ import (
 	"time"
 )
 
-// ActivePrincipal implements keys.Store.
-func (s *Store) ActivePrincipal(_ context.Context, want keys.Principal) (keys.Principal, error) {
+// ResolveKey implements keys.Store.
+func (s *Store) ResolveKey(_ context.Context, digest keys.Digest) (keys.ResolvedKey, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	k, ok := s.keys[want.KeyID]
-	if !ok || k.Owner != want.Owner() || !s.keyActive(k) {
-		return keys.Principal{}, keys.ErrInactive
+	k, ok := s.digests[digest]
+	if !ok {
+		return keys.ResolvedKey{}, keys.ErrInvalidKey
 	}
-	p := s.principal(k)
-	if p.Kind != want.Kind || p.ID != want.ID {
-		return keys.Principal{}, keys.ErrInactive
+	return keys.ResolvedKey{Digest: digest, Principal: s.principal(k), Active: s.keyActive(k)}, nil
+}
+
+// ResolveKeyID implements keys.Store.
+func (s *Store) ResolveKeyID(_ context.Context, keyID string) (keys.ResolvedKey, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	k, ok := s.keys[keyID]
+	if !ok {
+		return keys.ResolvedKey{}, keys.ErrInvalidKey
 	}
-	return p, nil
+	return keys.ResolvedKey{Digest: s.digestOf[keyID], Principal: s.principal(k), Active: s.keyActive(k)}, nil
+}
+
+// KeyEpoch implements keys.Store.
+func (s *Store) KeyEpoch(context.Context) (int64, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.epoch, nil
 }
 
 // keyActive reports whether a key may log in: not revoked, its partner and
@@ -118,6 +132,7 @@ func (s *Store) DisablePartner(_ context.Context, id string, at time.Time, ev ke
 			s.revokeFamilies(ks, at, "partner_disabled")
 		}
 	}
+	s.epoch++
 	s.appendAudit(ev)
 	return nil
 }
@@ -200,6 +215,7 @@ func (s *Store) DisableCompany(_ context.Context, partnerID, id string, at time.
 	}
 	c.Status = keys.StatusDisabled
 	s.revokeFamilies(s.owned[keys.CompanyOwner(partnerID, id)], at, "company_disabled")
+	s.epoch++
 	s.appendAudit(ev)
 	return nil
 }
@@ -251,6 +267,7 @@ func (s *Store) RevokeKey(_ context.Context, o keys.Owner, keyID string, at time
 	}
 	k.RevokedAt = msPtr(&at)
 	s.revokeFamilies([]*keys.Key{k}, at, "key_revoked")
+	s.epoch++
 	s.appendAudit(ev)
 	return nil
 }
@@ -306,6 +323,7 @@ func (s *Store) insertKey(k keys.Key, digest keys.Digest) {
 	stored := &k
 	s.keys[k.ID] = stored
 	s.digests[digest] = stored
+	s.digestOf[k.ID] = digest
 	s.owned[k.Owner] = append(s.owned[k.Owner], stored)
 }
 

@@ -3,7 +3,7 @@
 // production: nothing survives a restart.
 //
 // It keeps what the SQLite store keeps, at the same millisecond precision in
-// UTC, behind one sync.RWMutex. The hot paths (StartFamily, ActivePrincipal,
+// UTC, behind one sync.RWMutex. The hot paths (ResolveKey, ResolveKeyID,
 // UpdateFamily) are map lookups.
 package memstore
 
@@ -32,12 +32,14 @@ type Store struct {
 	external  map[externalKey]struct{}       // external ids taken, per partner
 	keys      map[string]*keys.Key           // by key id
 	digests   map[keys.Digest]*keys.Key      // the lookup path of logins
+	digestOf  map[string]keys.Digest         // by key id
 	owned     map[keys.Owner][]*keys.Key     // the keys of one partner or company
 	families  map[string]*tokens.Family      // by family id
 	byKey     map[string]map[string]struct{} // key id -> its families' ids
 	signing   []tokens.SigningKeyRecord
 	audit     []keys.AuditEvent
 	seq       int64 // listing position of the last company created
+	epoch     int64 // see keys.Store.KeyEpoch
 }
 
 type company struct {
@@ -56,6 +58,7 @@ func New() *Store {
 		external:  make(map[externalKey]struct{}),
 		keys:      make(map[string]*keys.Key),
 		digests:   make(map[keys.Digest]*keys.Key),
+		digestOf:  make(map[string]keys.Digest),
 		owned:     make(map[keys.Owner][]*keys.Key),
 		families:  make(map[string]*tokens.Family),
 		byKey:     make(map[string]map[string]struct{}),

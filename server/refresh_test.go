@@ -191,15 +191,19 @@ func TestRefreshRefusesWithOneBody(t *testing.T) {
 		check(name, rt)
 	}
 
+	live := e.refresh(expiring.RefreshToken).RefreshToken // alive until its inactivity limit...
+	e.clock.Advance(refreshTTL)
+	check("expired", live) // ...and not a moment after it
+
+	// A logged-out family's row outlives its login's token (so that token
+	// cannot start it again), then housekeeping deletes it.
 	e.clock.Advance(retention + time.Second)
 	if n, err := e.tokens.Housekeep(ctx); err != nil || n == 0 {
 		t.Fatalf("Housekeep = %d, %v", n, err)
 	}
 	check("deleted family", deleted.RefreshToken)
 	wantStatus(t, e.post(logoutPath, refreshBody(deleted.RefreshToken), ""), http.StatusNoContent)
-	live := e.refresh(expiring.RefreshToken).RefreshToken // alive until its inactivity limit...
-	e.clock.Advance(refreshTTL)
-	check("expired", live) // ...and not a moment after it
+	check("deleted family after a logout", deleted.RefreshToken)
 
 	// The refusals were about the tokens: a fresh session refreshes.
 	e.refresh(e.login(a.apiKey).RefreshToken)

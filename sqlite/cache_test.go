@@ -2,7 +2,9 @@ package sqlite_test
 
 import (
 	"errors"
+	"log/slog"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -11,66 +13,177 @@ import (
 	"keygate/tokens"
 )
 
-// TestWriterCacheSeesOtherConnections: the server's writer remembers keys
-// it has resolved; a revocation or disabling committed by another handle
-// on the same file (the CLI, another process) must reach its very next
-// login and refresh, and one made through the same handle too.
+// TestWriterCacheSeesOtherConnections: the server's writer remembers which
+// keys may act; a revocation or disabling committed by another handle on
+// the same file (the CLI, another process) must reach its very next
+// refresh, one made through the same handle too. Each such change moves the
+// key epoch that every handle reads, so that caches of resolved keys (the
+// keys package's) learn of it.
 func TestWriterCacheSeesOtherConnections(t *testing.T) {
 	ctx := t.Context()
 	path := filepath.Join(t.TempDir(), "k.db")
 	server, cli := open(t, path), open(t, path)
 
 	for _, tc := range []struct {
-		name   string
-		revoke func(p keys.Principal, at time.Time) error
+		name                     string
+		change                   func(p, c keys.Principal, at time.Time) error
+		partnerDies, companyDies bool
 	}{
-		{"key revoked by the CLI", func(p keys.Principal, at time.Time) error {
+		{"key revoked by the CLI", func(p, _ keys.Principal, at time.Time) error {
 			return cli.RevokeKey(ctx, p.Owner(), p.KeyID, at, keys.AuditEvent{At: at})
-		}},
-		{"partner disabled by the CLI", func(p keys.Principal, at time.Time) error {
+		}, true, false},
+		{"company disabled by the CLI", func(_, c keys.Principal, at time.Time) error {
+			return cli.DisableCompany(ctx, c.PartnerID, c.CompanyID, at, keys.AuditEvent{At: at})
+		}, false, true},
+		{"partner disabled by the CLI", func(p, _ keys.Principal, at time.Time) error {
 			return cli.DisablePartner(ctx, p.PartnerID, at, keys.AuditEvent{At: at})
-		}},
-		{"key revoked through the server's own handle", func(p keys.Principal, at time.Time) error {
+		}, true, true},
+		{"key revoked through the server's own handle", func(p, _ keys.Principal, at time.Time) error {
 			return server.RevokeKey(ctx, p.Owner(), p.KeyID, at, keys.AuditEvent{At: at})
-		}},
+		}, true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p, k, d := partner("Acme", time.Now())
-			if err := cli.CreatePartner(ctx, p, k, d, nil); err != nil {
+			p, _ := createPartner(t, cli, "Acme")
+			co := company(p.PartnerID, nil)
+			if err := cli.CreateCompany(ctx, co.Company, co.key, co.digest, nil); err != nil {
 				t.Fatal(err)
 			}
-			// Warm the server's cache with a login and a refresh.
-			f := newFamily()
-			principal, err := server.StartFamily(ctx, d, f)
-			if err != nil {
-				t.Fatalf("first login: %v", err)
+			c := keys.PrincipalOf(co.key.ID, co.key.Owner, "")
+			// Warm the server's cache: each key's first refresh and a second.
+			fams := map[string]string{}
+			for _, pr := range []keys.Principal{p, c} {
+				fams[pr.KeyID] = firstRefresh(t, server, pr.KeyID)
+				if !familyActive(t, server, fams[pr.KeyID]) {
+					t.Fatal("family of an active key reads as inactive")
+				}
 			}
-			if !familyActive(t, server, f.ID) {
-				t.Fatal("family of an active key reads as inactive")
-			}
+			before := epoch(t, server)
 
-			if err := tc.revoke(principal, time.Now()); err != nil {
+			if err := tc.change(p, c, time.Now()); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := server.StartFamily(ctx, d, newFamily()); !errors.Is(err, keys.ErrInvalidKey) {
-				t.Errorf("login right after the revocation: %v, want ErrInvalidKey", err)
+			if got := epoch(t, server); got == before {
+				t.Errorf("key epoch read through the server: %d before the change and after", got)
 			}
-			if familyActive(t, server, f.ID) {
-				t.Error("refresh right after the revocation still sees an active principal")
+			if a, b := epoch(t, server), epoch(t, cli); a != b {
+				t.Errorf("key epoch: server reads %d, CLI %d", a, b)
+			}
+			for _, k := range []struct {
+				what string
+				p    keys.Principal
+				dies bool
+			}{{"partner key", p, tc.partnerDies}, {"company key", c, tc.companyDies}} {
+				if got := familyActive(t, server, fams[k.p.KeyID]); got == k.dies {
+					t.Errorf("%s: refresh right after the change sees PrincipalActive %v, want %v", k.what, got, !k.dies)
+				}
+				if got := seedActive(t, server, k.p.KeyID); got == k.dies {
+					t.Errorf("%s: a login's first refresh right after the change sees PrincipalActive %v, want %v", k.what, got, !k.dies)
+				}
+				r, err := server.ResolveKeyID(ctx, k.p.KeyID)
+				if err != nil || r.Active == k.dies {
+					t.Errorf("%s: ResolveKeyID right after the change = %+v, %v; want Active %v", k.what, r, err, !k.dies)
+				}
 			}
 		})
 	}
 }
 
+// TestKeysServiceSeesOtherHandles: the keys package's cache of resolved
+// keys, over one handle, learns of a revocation made through another within
+// its check interval (well under a second of its clock), and of one made
+// through itself at once.
+func TestKeysServiceSeesOtherHandles(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "k.db")
+	clock := &fakeClock{now: time.Now()}
+	discard := slog.New(slog.DiscardHandler)
+	server := keys.NewService(open(t, path), nil, clock.Now, discard)
+	cli := keys.NewService(open(t, path), nil, time.Now, discard)
+
+	for _, through := range []struct {
+		name string
+		svc  *keys.Service
+		wait time.Duration
+	}{{"another handle", cli, time.Second}, {"the same service", server, 0}} {
+		t.Run(through.name, func(t *testing.T) {
+			_, created, err := cli.CreatePartner(ctx, keys.Operator, "Acme")
+			if err != nil {
+				t.Fatal(err)
+			}
+			apiKey := created.APIKey.Reveal()
+			p, err := server.Authenticate(ctx, apiKey) // warms the cache
+			if err != nil {
+				t.Fatalf("Authenticate before the revocation: %v", err)
+			}
+			if _, err := server.ActivePrincipal(ctx, p); err != nil {
+				t.Fatalf("ActivePrincipal before the revocation: %v", err)
+			}
+			if err := through.svc.RevokeKey(ctx, keys.Operator, p.Owner(), p.KeyID); err != nil {
+				t.Fatal(err)
+			}
+			clock.Advance(through.wait)
+			if _, err := server.Authenticate(ctx, apiKey); !errors.Is(err, keys.ErrInvalidKey) {
+				t.Errorf("Authenticate after the revocation: %v, want ErrInvalidKey", err)
+			}
+			if _, err := server.ActivePrincipal(ctx, p); !errors.Is(err, keys.ErrInactive) {
+				t.Errorf("ActivePrincipal after the revocation: %v, want ErrInactive", err)
+			}
+		})
+	}
+}
+
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+func epoch(t *testing.T, db *sqlite.DB) int64 {
+	t.Helper()
+	e, err := db.KeyEpoch(t.Context())
+	if err != nil {
+		t.Fatalf("KeyEpoch: %v", err)
+	}
+	return e
+}
+
+// familyActive is the PrincipalActive a refresh of the family would see.
 func familyActive(t *testing.T, db *sqlite.DB, id string) bool {
 	t.Helper()
 	var active bool
-	err := db.UpdateFamily(t.Context(), id, func(f *tokens.Family) (tokens.Change, error) {
+	err := db.UpdateFamily(t.Context(), id, nil, func(f *tokens.Family) (tokens.Change, error) {
 		active = f.PrincipalActive
 		return tokens.Change{}, nil
 	})
 	if err != nil {
 		t.Fatalf("UpdateFamily: %v", err)
+	}
+	return active
+}
+
+// seedActive is the PrincipalActive the first refresh of a new login by
+// the key keyID would see; it writes nothing.
+func seedActive(t *testing.T, db *sqlite.DB, keyID string) bool {
+	t.Helper()
+	seed := seedOf(keyID)
+	var active bool
+	err := db.UpdateFamily(t.Context(), seed.ID, &seed, func(f *tokens.Family) (tokens.Change, error) {
+		active = f.PrincipalActive
+		return tokens.Change{}, nil
+	})
+	if err != nil {
+		t.Fatalf("UpdateFamily with a seed: %v", err)
 	}
 	return active
 }

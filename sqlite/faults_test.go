@@ -40,9 +40,18 @@ func gatewayOver(t *testing.T, db *sqlite.DB) (http.Handler, *keys.Service) {
 
 func call(t *testing.T, h http.Handler, method, path, body string) (int, map[string]any) {
 	t.Helper()
+	return callAs(t, h, "", method, path, body)
+}
+
+// callAs is call with an access token, if jwt is not empty.
+func callAs(t *testing.T, h http.Handler, jwt, method, path, body string) (int, map[string]any) {
+	t.Helper()
 	req := httptest.NewRequest(method, path, strings.NewReader(body))
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if jwt != "" {
+		req.Header.Set("Authorization", "Bearer "+jwt)
 	}
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
@@ -61,9 +70,12 @@ func countFamilies(t *testing.T, path string) int {
 }
 
 // TestFailingCommitsAnswer503AndRecover: while commits fail as on a full
-// disk or a read-only file, logins and refreshes get 503 in the error shape,
-// no token is handed out for a row that did not commit, /ready says 503;
-// once the fault clears, service resumes by itself.
+// disk or a read-only file, every request that must write gets 503 in the
+// error shape and hands out no token or key for a row that did not commit:
+// a login's first refresh (which inserts its family's row), a later
+// refresh, a logout, a company's creation. A login writes nothing, so it
+// still succeeds, and its refresh token works once the fault clears. /ready
+// says 503 throughout; once the fault clears, service resumes by itself.
 func TestFailingCommitsAnswer503AndRecover(t *testing.T) {
 	for _, code := range []sqlite3.ErrNo{sqlite3.ErrFull, sqlite3.ErrReadonly, sqlite3.ErrIoErr} {
 		t.Run(code.Error(), func(t *testing.T) {
@@ -75,28 +87,44 @@ func TestFailingCommitsAnswer503AndRecover(t *testing.T) {
 				t.Fatal(err)
 			}
 			login := fmt.Sprintf(`{"apiKey":%q}`, key.APIKey.Reveal())
-			status, pair := call(t, h, "POST", "/api/v1/auth/login", login)
-			if status != 200 {
-				t.Fatalf("login before the fault: %d", status)
+			refresh := func(tok any) string { return fmt.Sprintf(`{"refreshToken":%q}`, tok) }
+			post := func(what, path, body string, want int) map[string]any {
+				t.Helper()
+				status, out := call(t, h, "POST", path, body)
+				if status != want {
+					t.Fatalf("%s: %d %v, want %d", what, status, out, want)
+				}
+				return out
 			}
-			_, other := call(t, h, "POST", "/api/v1/auth/login", login)
-			loggedOut := fmt.Sprintf(`{"refreshToken":%q}`, other["refreshToken"])
-			if status, _ := call(t, h, "POST", "/api/v1/auth/logout", loggedOut); status != http.StatusNoContent {
-				t.Fatalf("logout before the fault: %d", status)
-			}
+			first := post("login before the fault", "/api/v1/auth/login", login, 200)
+			rotated := post("first refresh before the fault", "/api/v1/auth/refresh",
+				refresh(post("login before the fault", "/api/v1/auth/login", login, 200)["refreshToken"]), 200)
+			loggedOut := refresh(post("login before the fault", "/api/v1/auth/login", login, 200)["refreshToken"])
+			post("logout before the fault", "/api/v1/auth/logout", loggedOut, http.StatusNoContent)
+			toLogOut := refresh(post("login before the fault", "/api/v1/auth/login", login, 200)["refreshToken"])
+			jwt, _ := first["jwt"].(string)
 			before := countFamilies(t, path)
 
 			db.FailCommits(code)
-			for _, tc := range []struct{ path, body string }{
-				{"/api/v1/auth/login", login},
-				{"/api/v1/auth/refresh", fmt.Sprintf(`{"refreshToken":%q}`, pair["refreshToken"])},
+			// A login writes nothing: it works, and hands out tokens.
+			status, during := call(t, h, "POST", "/api/v1/auth/login", login)
+			if status != 200 || during["jwt"] == nil || during["refreshToken"] == nil {
+				t.Errorf("login during the fault: %d %v, want 200 with tokens", status, during)
+			}
+			for _, tc := range []struct{ what, path, body string }{
+				{"first refresh", "/api/v1/auth/refresh", refresh(first["refreshToken"])},
+				{"refresh", "/api/v1/auth/refresh", refresh(rotated["refreshToken"])},
+				{"logout", "/api/v1/auth/logout", toLogOut},
+				{"company creation", "/api/v1/companies", `{"name":"Widgets"}`},
 			} {
-				status, body := call(t, h, "POST", tc.path, tc.body)
+				status, body := callAs(t, h, jwt, "POST", tc.path, tc.body)
 				if status != http.StatusServiceUnavailable || body["error"] != "service_unavailable" || body["message"] == "" {
-					t.Errorf("%s during the fault: %d %v, want 503 service_unavailable", tc.path, status, body)
+					t.Errorf("%s during the fault: %d %v, want 503 service_unavailable", tc.what, status, body)
 				}
-				if _, ok := body["jwt"]; ok {
-					t.Errorf("%s handed out a token during the fault", tc.path)
+				for _, secret := range []string{"jwt", "refreshToken", "apiKey"} {
+					if _, ok := body[secret]; ok {
+						t.Errorf("%s handed out a %s during the fault", tc.what, secret)
+					}
 				}
 			}
 			// A batch that writes nothing (logging out a family already
@@ -114,18 +142,33 @@ func TestFailingCommitsAnswer503AndRecover(t *testing.T) {
 			if after := countFamilies(t, path); after != before {
 				t.Errorf("families: %d before the fault, %d after: a failed write left a row", before, after)
 			}
+			if cs, err := keySvc.ListCompanies(t.Context(), key.Owner.PartnerID(), keys.Page{Limit: 10}); err != nil || len(cs.Companies) != 0 {
+				t.Errorf("companies after the failed creation: %+v, %v; want none", cs.Companies, err)
+			}
 
 			db.FailCommits(0)
 			if status, _ := call(t, h, "GET", "/ready", ""); status != 200 {
 				t.Errorf("/ready after the fault: %d, want 200", status)
 			}
-			// The refresh token whose rotation failed is still the live one.
-			status, _ = call(t, h, "POST", "/api/v1/auth/refresh", fmt.Sprintf(`{"refreshToken":%q}`, pair["refreshToken"]))
-			if status != 200 {
-				t.Errorf("refresh after the fault: %d, want 200", status)
+			// Every token whose use failed is still the live one, and the
+			// login made during the fault refreshes like any other.
+			for _, tc := range []struct{ what, tok string }{
+				{"first refresh", refresh(first["refreshToken"])},
+				{"refresh", refresh(rotated["refreshToken"])},
+				{"first refresh of the login made during the fault", refresh(during["refreshToken"])},
+			} {
+				if status, _ := call(t, h, "POST", "/api/v1/auth/refresh", tc.tok); status != 200 {
+					t.Errorf("%s after the fault: %d, want 200", tc.what, status)
+				}
 			}
-			if status, _ := call(t, h, "POST", "/api/v1/auth/login", login); status != 200 {
-				t.Errorf("login after the fault: %d, want 200", status)
+			if status, _ := call(t, h, "POST", "/api/v1/auth/logout", toLogOut); status != http.StatusNoContent {
+				t.Errorf("logout after the fault: %d, want 204", status)
+			}
+			if status, _ := call(t, h, "POST", "/api/v1/auth/refresh", toLogOut); status != http.StatusUnauthorized {
+				t.Errorf("refresh after the logout: %d, want 401", status)
+			}
+			if status, body := callAs(t, h, jwt, "POST", "/api/v1/companies", `{"name":"Widgets"}`); status != http.StatusCreated || body["apiKey"] == nil {
+				t.Errorf("company creation after the fault: %d %v, want 201 with a key", status, body)
 			}
 			if err := db.IntegrityCheck(t.Context()); err != nil {
 				t.Error(err)

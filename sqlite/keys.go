@@ -49,7 +49,6 @@ func (d *DB) ListPartners(ctx context.Context) ([]keys.Partner, error) {
 
 // DisablePartner implements keys.Store. Disabling twice is not an error.
 func (d *DB) DisablePartner(ctx context.Context, id string, at time.Time, ev keys.AuditEvent) error {
-	defer d.principals.invalidate()
 	return d.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		d.keyCache.forget()
 		res, err := tx.ExecContext(ctx, `UPDATE partners SET status = 'disabled', disabled_at = ? WHERE id = ? AND status = 'active'`, ms(at), id)
@@ -58,6 +57,9 @@ func (d *DB) DisablePartner(ctx context.Context, id string, at time.Time, ev key
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
 			return existsOr(ctx, tx, `SELECT 1 FROM partners WHERE id = ?`, id)
+		}
+		if err := bumpKeyEpoch(ctx, tx); err != nil {
+			return err
 		}
 		return insertAudit(ctx, tx, []keys.AuditEvent{ev})
 	})
@@ -135,7 +137,6 @@ func (d *DB) ListCompanies(ctx context.Context, partnerID string, page keys.Page
 
 // DisableCompany implements keys.Store.
 func (d *DB) DisableCompany(ctx context.Context, partnerID, id string, at time.Time, ev keys.AuditEvent) error {
-	defer d.principals.invalidate()
 	return d.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		d.keyCache.forget()
 		res, err := tx.ExecContext(ctx, `UPDATE companies SET status = 'disabled', disabled_at = ? WHERE partner_id = ? AND id = ? AND status = 'active'`, ms(at), partnerID, id)
@@ -144,6 +145,9 @@ func (d *DB) DisableCompany(ctx context.Context, partnerID, id string, at time.T
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
 			return existsOr(ctx, tx, `SELECT 1 FROM companies WHERE partner_id = ? AND id = ?`, partnerID, id)
+		}
+		if err := bumpKeyEpoch(ctx, tx); err != nil {
+			return err
 		}
 		return insertAudit(ctx, tx, []keys.AuditEvent{ev})
 	})
@@ -210,7 +214,6 @@ func (d *DB) RevokeKey(ctx context.Context, o keys.Owner, keyID string, at time.
 	if !ok {
 		return keys.ErrNotFound
 	}
-	defer d.principals.invalidate()
 	return d.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		d.keyCache.forget()
 		res, err := tx.ExecContext(ctx, `UPDATE api_keys SET revoked_at = ? WHERE id = ? AND `+where+` AND revoked_at IS NULL`,
@@ -220,6 +223,9 @@ func (d *DB) RevokeKey(ctx context.Context, o keys.Owner, keyID string, at time.
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
 			return existsOr(ctx, tx, `SELECT 1 FROM api_keys WHERE id = ? AND `+where, append([]any{keyID}, args...)...)
+		}
+		if err := bumpKeyEpoch(ctx, tx); err != nil {
+			return err
 		}
 		return insertAudit(ctx, tx, []keys.AuditEvent{ev})
 	})

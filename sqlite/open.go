@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,6 +21,9 @@ import (
 
 	"github.com/mattn/go-sqlite3"
 )
+
+// busyTimeout is how long a connection waits for another's lock.
+const busyTimeout = 5 * time.Second
 
 // Synchronous modes accepted for database.synchronous.
 var SynchronousModes = []string{"OFF", "NORMAL", "FULL", "EXTRA"}
@@ -38,6 +42,7 @@ type DB struct {
 	write *sql.DB
 	read  *sql.DB
 	log   *slog.Logger
+	now   func() time.Time
 
 	ops     chan *writeOp
 	quit    chan struct{}
@@ -50,10 +55,9 @@ type DB struct {
 	// the next successful one; /ready reports it.
 	failing atomic.Bool
 
-	stmts      readStmts
-	wstmts     writeStmts
-	principals principalCache
-	keyCache   keyCache // the writer goroutine's alone
+	stmts    readStmts
+	wstmts   writeStmts
+	keyCache keyCache // the writer goroutine's alone
 
 	// commitFault, set only by tests, fails every commit that changed rows
 	// with this error, the way a full disk or a read-only file does (a
@@ -91,14 +95,14 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 	write.SetConnMaxIdleTime(0)
 
 	d := &DB{
-		write:      write,
-		log:        opts.Logger,
-		ops:        make(chan *writeOp),
-		principals: principalCache{now: opts.Now},
-		quit:       make(chan struct{}),
-		stopped:    make(chan struct{}),
+		write:   write,
+		log:     opts.Logger,
+		now:     opts.Now,
+		ops:     make(chan *writeOp),
+		quit:    make(chan struct{}),
+		stopped: make(chan struct{}),
 	}
-	if err := d.migrate(ctx); err != nil {
+	if err := d.migrateWhenFree(ctx); err != nil {
 		write.Close()
 		return nil, err
 	}
@@ -135,7 +139,7 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 func dsn(path, synchronous string, readOnly bool) string {
 	q := url.Values{}
 	q.Set("_foreign_keys", "on")
-	q.Set("_busy_timeout", "5000")
+	q.Set("_busy_timeout", strconv.Itoa(int(busyTimeout/time.Millisecond)))
 	q.Set("_journal_mode", "WAL")
 	q.Set("_synchronous", strings.ToUpper(synchronous))
 	q.Set("_txlock", "immediate")
@@ -168,7 +172,7 @@ func (d *DB) Ready(ctx context.Context) error {
 		return nil
 	}
 	err := d.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO health (id, at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET at = excluded.at`, time.Now().UnixMilli())
+		_, err := tx.ExecContext(ctx, `INSERT INTO health (id, at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET at = excluded.at`, d.now().UnixMilli())
 		return err
 	})
 	if err == nil && d.failing.Swap(false) {

@@ -7,11 +7,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
-	"slices"
-	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -55,33 +53,6 @@ func raw(t *testing.T, path string) *sql.DB {
 	return db
 }
 
-type migration struct {
-	Version int
-	Name    string
-	Applied int64
-}
-
-func appliedMigrations(t *testing.T, path string) []migration {
-	t.Helper()
-	rows, err := raw(t, path).Query(`SELECT version, name, applied_at FROM schema_migrations ORDER BY version`)
-	if err != nil {
-		t.Fatalf("reading schema_migrations: %v", err)
-	}
-	defer rows.Close()
-	var out []migration
-	for rows.Next() {
-		var m migration
-		if err := rows.Scan(&m.Version, &m.Name, &m.Applied); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, m)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 func partner(name string, at time.Time) (keys.Partner, keys.Key, keys.Digest) {
 	p := keys.Partner{ID: keys.NewID("par_"), Name: name, Status: keys.StatusActive, CreatedAt: at}
 	secret := keys.NewAPIKey(keys.PartnerKeyPrefix).Reveal()
@@ -100,76 +71,30 @@ func createPartner(t testing.TB, db *sqlite.DB, name string) (keys.Principal, ke
 	return keys.Principal{Kind: keys.KindPartner, ID: p.ID, PartnerID: p.ID, KeyID: k.ID, Name: name}, d
 }
 
-// newFamily is a login's new family; StartFamily fills in its principal.
-func newFamily() tokens.Family {
+// seedOf is the family a login's generation-0 token of the key keyID
+// stands for; the store fills in the principal.
+func seedOf(keyID string) tokens.Family {
 	now := time.Now()
-	return tokens.Family{ID: keys.NewID("fam_"), CreatedAt: now, Generation: 1, RotatedAt: now, ExpiresAt: now.Add(time.Hour)}
+	return tokens.Family{ID: keys.NewID("fam_"), Principal: keys.Principal{KeyID: keyID},
+		CreatedAt: now, RotatedAt: now, ExpiresAt: now.Add(time.Hour), FirstExpiresAt: now.Add(time.Hour)}
 }
 
-// startFamily logs in with the key of digest and returns the new family.
-func startFamily(t testing.TB, db *sqlite.DB, digest keys.Digest) tokens.Family {
+// rotate is a refresh's decision: the next generation.
+func rotate(f *tokens.Family) (tokens.Change, error) {
+	now := time.Now()
+	f.ParentExpiresAt, f.Generation, f.RotatedAt, f.ExpiresAt = f.ExpiresAt, f.Generation+1, now, now.Add(time.Hour)
+	return tokens.Change{Write: true}, nil
+}
+
+// firstRefresh is the first refresh of a login by the key keyID: it
+// inserts the family's row at generation 1 and returns the family's id.
+func firstRefresh(t testing.TB, db *sqlite.DB, keyID string) string {
 	t.Helper()
-	f := newFamily()
-	p, err := db.StartFamily(t.Context(), digest, f)
-	if err != nil {
-		t.Fatalf("StartFamily: %v", err)
+	seed := seedOf(keyID)
+	if err := db.UpdateFamily(t.Context(), seed.ID, &seed, rotate); err != nil {
+		t.Fatalf("UpdateFamily with the seed of key %s: %v", keyID, err)
 	}
-	f.Principal = p
-	return f
-}
-
-func TestMigrationsRecordedAndReopenIsNoop(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "k.db")
-	files, err := filepath.Glob("migrations/*.sql")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no migrations found: %v", err)
-	}
-	var want []migration
-	for _, f := range files {
-		base := filepath.Base(f)
-		v, err := strconv.Atoi(strings.SplitN(base, "_", 2)[0])
-		if err != nil {
-			t.Fatalf("migration %s: %v", base, err)
-		}
-		want = append(want, migration{Version: v, Name: base})
-	}
-
-	db, err := sqlite.Open(t.Context(), sqlite.Options{Path: path})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, k, d := partner("Acme", time.Now())
-	if err := db.CreatePartner(t.Context(), p, k, d, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	first := appliedMigrations(t, path)
-	if len(first) != len(want) {
-		t.Fatalf("schema_migrations = %+v, want one row per file %+v", first, want)
-	}
-	for i := range want {
-		if first[i].Version != want[i].Version || first[i].Name != want[i].Name || first[i].Applied == 0 {
-			t.Errorf("schema_migrations[%d] = %+v, want version %d name %s with a time", i, first[i], want[i].Version, want[i].Name)
-		}
-	}
-
-	db2 := open(t, path)
-	if got := appliedMigrations(t, path); !slices.Equal(got, first) {
-		t.Errorf("reopening changed schema_migrations:\n got %+v\nwant %+v", got, first)
-	}
-	ps, err := db2.ListPartners(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(ps) != 1 || ps[0].ID != p.ID {
-		t.Errorf("after reopening, partners = %+v, want just %s", ps, p.ID)
-	}
-	if got, err := db2.StartFamily(t.Context(), d, newFamily()); err != nil || got.KeyID != k.ID {
-		t.Errorf("after reopening, login with the key: StartFamily = %+v, %v", got, err)
-	}
+	return seed.ID
 }
 
 // Two processes (the server and the CLI) may open one fresh file at once.
@@ -208,8 +133,8 @@ func TestTwoHandlesWriteConcurrently(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "k.db")
 	dbs := []*sqlite.DB{open(t, path), open(t, path)}
 	ctx := t.Context()
-	_, owner := createPartner(t, dbs[0], "Acme")
-	shared := startFamily(t, dbs[1], owner)
+	owner, _ := createPartner(t, dbs[0], "Acme")
+	shared := firstRefresh(t, dbs[1], owner.KeyID)
 
 	const writers, rounds = 8, 15
 	var mu sync.Mutex
@@ -235,10 +160,11 @@ func TestTwoHandlesWriteConcurrently(t *testing.T) {
 					mu.Lock()
 					created = append(created, p.ID)
 					mu.Unlock()
-					if _, err := db.StartFamily(ctx, owner, newFamily()); err != nil {
-						fail(fmt.Errorf("handle %d StartFamily: %w", h, err))
+					seed := seedOf(owner.KeyID)
+					if err := db.UpdateFamily(ctx, seed.ID, &seed, rotate); err != nil {
+						fail(fmt.Errorf("handle %d first refresh: %w", h, err))
 					}
-					err := db.UpdateFamily(ctx, shared.ID, func(f *tokens.Family) (tokens.Change, error) {
+					err := db.UpdateFamily(ctx, shared, nil, func(f *tokens.Family) (tokens.Change, error) {
 						f.Generation++
 						return tokens.Change{Write: true}, nil
 					})
@@ -271,7 +197,7 @@ func TestTwoHandlesWriteConcurrently(t *testing.T) {
 		}
 	}
 	var gen int64
-	if err := dbs[0].UpdateFamily(ctx, shared.ID, func(f *tokens.Family) (tokens.Change, error) {
+	if err := dbs[0].UpdateFamily(ctx, shared, nil, func(f *tokens.Family) (tokens.Change, error) {
 		gen = f.Generation
 		return tokens.Change{}, nil
 	}); err != nil {
@@ -280,6 +206,9 @@ func TestTwoHandlesWriteConcurrently(t *testing.T) {
 	if want := int64(1 + len(dbs)*writers*rounds); gen != want {
 		t.Errorf("generation after %d increments through two handles = %d, want %d", want-1, gen, want)
 	}
+	if got, want := countFamilies(t, path), 1+len(dbs)*writers*rounds; got != want {
+		t.Errorf("%d families after %d first refreshes, want %d", got, want-1, want)
+	}
 	for h, db := range dbs {
 		if err := db.IntegrityCheck(ctx); err != nil {
 			t.Errorf("handle %d: %v", h, err)
@@ -287,11 +216,57 @@ func TestTwoHandlesWriteConcurrently(t *testing.T) {
 	}
 }
 
+// A login's token refreshed through two handles at once (two processes
+// on one file) still makes one row: the first refresh's read and insert
+// share one immediate transaction, so one handle inserts and the other
+// finds the row.
+func TestTwoHandlesSeedOneFamily(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "k.db")
+	dbs := []*sqlite.DB{open(t, path), open(t, path)}
+	p, _ := createPartner(t, dbs[0], "Acme")
+	seed := seedOf(p.KeyID)
+
+	const perHandle = 20
+	var inserts atomic.Int32
+	errs := make(chan error, len(dbs)*perHandle)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, db := range dbs {
+		for range perHandle {
+			wg.Go(func() {
+				sd := seed
+				<-start
+				errs <- db.UpdateFamily(t.Context(), sd.ID, &sd, func(f *tokens.Family) (tokens.Change, error) {
+					if f.Generation != 0 {
+						return tokens.Change{}, nil
+					}
+					inserts.Add(1)
+					return rotate(f)
+				})
+			})
+		}
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("UpdateFamily with the seed: %v", err)
+		}
+	}
+	if n := inserts.Load(); n != 1 {
+		t.Errorf("%d refreshes saw no row and inserted it, want 1", n)
+	}
+	if n := countFamilies(t, path); n != 1 {
+		t.Errorf("%d families, want 1", n)
+	}
+}
+
 func TestIntegrityCheck(t *testing.T) {
 	db := open(t, filepath.Join(t.TempDir(), "k.db"))
-	_, d := createPartner(t, db, "Acme")
+	p, _ := createPartner(t, db, "Acme")
 	for range 20 {
-		startFamily(t, db, d)
+		firstRefresh(t, db, p.KeyID)
 	}
 	if _, err := db.DeleteFamilies(t.Context(), time.Now().Add(2*time.Hour), 10); err != nil {
 		t.Fatal(err)
@@ -306,7 +281,7 @@ func TestIntegrityCheck(t *testing.T) {
 func TestGroupCommitFailsOnlyTheFailingWrite(t *testing.T) {
 	db := open(t, filepath.Join(t.TempDir(), "k.db"))
 	ctx := t.Context()
-	p, d := createPartner(t, db, "Acme")
+	p, _ := createPartner(t, db, "Acme")
 	taken := "taken"
 	first := company(p.PartnerID, &taken)
 	if err := db.CreateCompany(ctx, first.Company, first.key, first.digest, nil); err != nil {
@@ -316,10 +291,10 @@ func TestGroupCommitFailsOnlyTheFailingWrite(t *testing.T) {
 	// A slow write at the head of the line holds the writer, so the writes
 	// below pile up behind it and go out in few, large batches.
 	hold, held := make(chan struct{}), make(chan struct{})
-	blocker := startFamily(t, db, d)
+	blocker := firstRefresh(t, db, p.KeyID)
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		err := db.UpdateFamily(ctx, blocker.ID, func(*tokens.Family) (tokens.Change, error) {
+		err := db.UpdateFamily(ctx, blocker, nil, func(*tokens.Family) (tokens.Change, error) {
 			close(held)
 			<-hold
 			return tokens.Change{}, nil
@@ -355,13 +330,13 @@ func TestGroupCommitFailsOnlyTheFailingWrite(t *testing.T) {
 	for i, err := range errs {
 		c := inputs[i]
 		_, gerr := db.GetCompany(ctx, p.PartnerID, c.ID)
-		_, kerr := db.ActivePrincipal(ctx, keys.PrincipalOf(c.key.ID, c.key.Owner, ""))
+		_, kerr := db.ResolveKeyID(ctx, c.key.ID)
 		if i%10 == 0 {
 			if !errors.Is(err, keys.ErrConflict) {
 				t.Errorf("write %d (duplicate externalId or digest): err = %v, want ErrConflict", i, err)
 			}
-			if !errors.Is(gerr, keys.ErrNotFound) || !errors.Is(kerr, keys.ErrInactive) {
-				t.Errorf("write %d failed but left rows behind: GetCompany %v, ActivePrincipal of its key %v", i, gerr, kerr)
+			if !errors.Is(gerr, keys.ErrNotFound) || !errors.Is(kerr, keys.ErrInvalidKey) {
+				t.Errorf("write %d failed but left rows behind: GetCompany %v, ResolveKeyID of its key %v", i, gerr, kerr)
 			}
 			continue
 		}
@@ -369,7 +344,7 @@ func TestGroupCommitFailsOnlyTheFailingWrite(t *testing.T) {
 			t.Errorf("write %d: %v", i, err)
 		}
 		if gerr != nil || kerr != nil {
-			t.Errorf("write %d succeeded but its rows are missing: GetCompany %v, ActivePrincipal of its key %v", i, gerr, kerr)
+			t.Errorf("write %d succeeded but its rows are missing: GetCompany %v, ResolveKeyID of its key %v", i, gerr, kerr)
 		}
 	}
 	evs, err := db.ListAudit(ctx, time.Time{})
@@ -407,8 +382,8 @@ func TestWriteAfterCallerLeft(t *testing.T) {
 	if err := db.CreatePartner(ctx, p, k, d, nil); !errors.Is(err, context.Canceled) {
 		t.Errorf("CreatePartner with a cancelled context: err = %v, want context.Canceled", err)
 	}
-	if _, err := db.StartFamily(t.Context(), d, newFamily()); !errors.Is(err, keys.ErrInvalidKey) {
-		t.Errorf("login after a cancelled create: StartFamily err = %v, want ErrInvalidKey", err)
+	if _, err := db.ResolveKey(t.Context(), d); !errors.Is(err, keys.ErrInvalidKey) {
+		t.Errorf("login after a cancelled create: ResolveKey err = %v, want ErrInvalidKey", err)
 	}
 }
 
@@ -437,46 +412,5 @@ func TestOpenRefusesUnknownSynchronousMode(t *testing.T) {
 	}
 	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a refused Open left a database file behind: %v", err)
-	}
-}
-
-// BenchmarkStartFamily shows the group commit of logins: with
-// synchronous=FULL every transaction waits for the disk, so the more logins
-// are in flight at once, the more share one commit and the lower ns/op
-// falls below "serial".
-func BenchmarkStartFamily(b *testing.B) {
-	setup := func(b *testing.B) (*sqlite.DB, keys.Digest) {
-		b.Helper()
-		db, err := sqlite.Open(b.Context(), sqlite.Options{Path: filepath.Join(b.TempDir(), "k.db"), Synchronous: "FULL"})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { db.Close() })
-		_, d := createPartner(b, db, "Acme")
-		return db, d
-	}
-	b.Run("serial", func(b *testing.B) {
-		db, d := setup(b)
-		for b.Loop() {
-			if _, err := db.StartFamily(b.Context(), d, newFamily()); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	for _, inflight := range []int{8, 64} {
-		b.Run(fmt.Sprintf("inflight=%d", inflight), func(b *testing.B) {
-			db, d := setup(b)
-			// RunParallel starts parallelism × GOMAXPROCS goroutines.
-			b.SetParallelism(max(1, inflight/runtime.GOMAXPROCS(0)))
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					if _, err := db.StartFamily(context.Background(), d, newFamily()); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
-		})
 	}
 }

@@ -19,10 +19,6 @@ type writeOp struct {
 	ctx  context.Context
 	fn   func(ctx context.Context, tx *sql.Tx) error
 	done chan error
-	// single marks an fn that writes with at most one statement (reads
-	// aside): SQLite undoes a failed statement by itself, so it needs no
-	// savepoint of its own.
-	single bool
 }
 
 // do runs fn in the writer's next transaction and returns once that
@@ -30,11 +26,6 @@ type writeOp struct {
 // back to a savepoint if it fails, so one bad write fails only its caller.
 func (d *DB) do(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
 	return d.submit(&writeOp{ctx: ctx, fn: fn, done: make(chan error, 1)})
-}
-
-// doSingle is do for an fn that writes with at most one statement.
-func (d *DB) doSingle(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
-	return d.submit(&writeOp{ctx: ctx, fn: fn, done: make(chan error, 1), single: true})
 }
 
 func (d *DB) submit(op *writeOp) error {
@@ -129,17 +120,6 @@ func (d *DB) runBatch(batch []*writeOp, results []error) error {
 			continue
 		}
 		octx := context.WithoutCancel(op.ctx)
-		if op.single {
-			results[i] = mapErr(op.fn(octx, tx))
-			if errors.Is(results[i], keys.ErrUnavailable) {
-				// SQLite may have rolled the whole transaction back
-				// (full disk, I/O error): fail the batch, don't go on
-				// in autocommit.
-				rollback()
-				return results[i]
-			}
-			continue
-		}
 		if alone {
 			if results[i] = mapErr(op.fn(octx, tx)); results[i] != nil {
 				rollback()

@@ -105,8 +105,13 @@ func checkFamily(t *testing.T, got, want tokens.Family) {
 	sameTime(t, "family RotatedAt", got.RotatedAt, want.RotatedAt)
 	sameTime(t, "family ExpiresAt", got.ExpiresAt, want.ExpiresAt)
 	sameTime(t, "family ParentExpiresAt", got.ParentExpiresAt, want.ParentExpiresAt)
+	sameTime(t, "family FirstExpiresAt", got.FirstExpiresAt, want.FirstExpiresAt)
 	sameTimePtr(t, "family RevokedAt", got.RevokedAt, want.RevokedAt)
 }
+
+// sameInstant reports whether got is want, allowing for a store that has
+// already reduced it to what it keeps.
+func sameInstant(got, want time.Time) bool { return stored(got).Equal(stored(want)) }
 
 func checkEvent(t *testing.T, got, want keys.AuditEvent) {
 	t.Helper()

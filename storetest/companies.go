@@ -28,7 +28,7 @@ func testCreateCompany(t *testing.T, s store.Store) {
 	got, err := s.GetCompany(ctx, a.ID, c.ID)
 	must(t, "GetCompany", err)
 	checkCompany(t, got, keys.Company{ID: c.ID, PartnerID: a.ID, Name: "Widgets Ltd", ExternalID: ptr("crm-42"), Status: keys.StatusActive, CreatedAt: t0.Add(time.Second)})
-	startFamily(t, s, c.digest, c.principal(), familyOf(t0))
+	wantActive(t, s, c.digest, c.principal())
 	checkKey(t, findKey(t, s, c.owner(), c.key.ID), c.key)
 
 	dup := companyInput(a.ID, "Widgets again", ptr("crm-42"), t0)
@@ -36,7 +36,7 @@ func testCreateCompany(t *testing.T, s store.Store) {
 	if _, err := s.GetCompany(ctx, a.ID, dup.ID); !errors.Is(err, keys.ErrNotFound) {
 		t.Errorf("refused company: GetCompany err = %v, want ErrNotFound", err)
 	}
-	wantNoLogin(t, s, "refused company's key", dup.digest)
+	wantNoKey(t, s, "refused company's key", dup.digest)
 	if hasEvent(t, s, "company.created", dup.ID) {
 		t.Errorf("refused company left its audit event behind")
 	}
@@ -69,7 +69,7 @@ func testCreateCompany(t *testing.T, s store.Store) {
 	} {
 		c := companyInput(tc.partnerID, "Orphan", nil, t0)
 		wantErr(t, "CreateCompany("+tc.name+")", c.create(ctx, s), tc.want)
-		wantNoLogin(t, s, tc.name+": refused company's key", c.digest)
+		wantNoKey(t, s, tc.name+": refused company's key", c.digest)
 	}
 }
 
@@ -264,6 +264,8 @@ func testDisableCompany(t *testing.T, s store.Store) {
 	err = s.DisableCompany(ctx, a.p.ID, "com_unknown", at, event(at, "company.disabled", "company", "com_unknown"))
 	wantErr(t, "DisableCompany(unknown)", err, keys.ErrNotFound)
 
-	// The partner itself is untouched.
-	startFamily(t, s, a.p.digest, a.p.principal(), familyOf(at))
+	// The partner itself is untouched; the company's key resolves inactive.
+	wantActive(t, s, a.p.digest, a.p.principal())
+	wantInactive(t, s, a.c.digest, a.c.principal())
+	wantActive(t, s, b.c.digest, b.c.principal())
 }

@@ -119,54 +119,111 @@ func newWorld(t *testing.T, s store.Store, name string) world {
 	return world{p: p, c: c}
 }
 
-// familyOf is a new family as a login makes it; StartFamily fills in its
-// principal.
-func familyOf(at time.Time) tokens.Family {
-	return tokens.Family{
-		ID:              keys.NewID("fam_"),
-		CreatedAt:       at,
-		Generation:      1,
-		RotatedAt:       at,
-		ExpiresAt:       at.Add(time.Hour),
-		PrincipalActive: true,
+// wantKey checks who the key of digest speaks for and whether it may act,
+// by digest (a login) and by key id (a token's check): the same answer
+// both ways, with the owner's name.
+func wantKey(t *testing.T, s store.Store, digest keys.Digest, want keys.Principal, active bool) {
+	t.Helper()
+	wantR := keys.ResolvedKey{Digest: digest, Principal: want, Active: active}
+	got, err := s.ResolveKey(t.Context(), digest)
+	if err != nil || got != wantR {
+		t.Errorf("ResolveKey(key %s) = %+v, %v; want %+v", want.KeyID, got, err, wantR)
+	}
+	got, err = s.ResolveKeyID(t.Context(), want.KeyID)
+	if err != nil || got != wantR {
+		t.Errorf("ResolveKeyID(%s) = %+v, %v; want %+v", want.KeyID, got, err, wantR)
 	}
 }
 
-// startFamily logs in with the key of digest, which must speak for want,
-// creating f; it returns f as the store should now give it back.
-func startFamily(t *testing.T, s store.Store, digest keys.Digest, want keys.Principal, f tokens.Family) tokens.Family {
+// wantActive checks that the key of digest speaks for want and may log in.
+func wantActive(t *testing.T, s store.Store, digest keys.Digest, want keys.Principal) {
 	t.Helper()
-	got, err := s.StartFamily(t.Context(), digest, f)
+	wantKey(t, s, digest, want, true)
+}
+
+// wantInactive checks that the key of digest still speaks for want but may
+// not act: it, its company or its partner is revoked or disabled.
+func wantInactive(t *testing.T, s store.Store, digest keys.Digest, want keys.Principal) {
+	t.Helper()
+	wantKey(t, s, digest, want, false)
+}
+
+// wantNoKey checks that no key has this digest: ResolveKey answers
+// keys.ErrInvalidKey and resolves nothing.
+func wantNoKey(t *testing.T, s store.Store, what string, digest keys.Digest) {
+	t.Helper()
+	r, err := s.ResolveKey(t.Context(), digest)
+	wantErr(t, "ResolveKey("+what+")", err, keys.ErrInvalidKey)
+	if r != (keys.ResolvedKey{}) {
+		t.Errorf("ResolveKey(%s) returned a key with its error: %+v", what, r)
+	}
+}
+
+// seedOf is the family a login's generation-0 token stands for before its
+// row exists: issued at at by the key keyID, valid for an hour. The store
+// fills in the principal from the key.
+func seedOf(keyID string, at time.Time) tokens.Family {
+	return tokens.Family{
+		ID:             keys.NewID("fam_"),
+		Principal:      keys.Principal{KeyID: keyID},
+		CreatedAt:      at,
+		RotatedAt:      at,
+		ExpiresAt:      at.Add(time.Hour),
+		FirstExpiresAt: at.Add(time.Hour),
+	}
+}
+
+// rotate does to f what a refresh does: the next generation, issued at
+// now and expiring an hour later.
+func rotate(f *tokens.Family, now time.Time) {
+	f.ParentExpiresAt = f.ExpiresAt
+	f.Generation++
+	f.RotatedAt = now
+	f.ExpiresAt = now.Add(time.Hour)
+}
+
+// seedFamily creates a family's row as the first refresh of a login by
+// want's key does: UpdateFamily with the generation-0 seed issued at at,
+// rotated to generation 1 a minute later. It returns the family as the
+// store should now give it back.
+func seedFamily(t *testing.T, s store.Store, want keys.Principal, at time.Time) tokens.Family {
+	t.Helper()
+	return writeSeed(t, s, want, seedOf(want.KeyID, at), func(f *tokens.Family) { rotate(f, at.Add(time.Minute)) })
+}
+
+// writeSeed creates a family's row from seed, an active key's, with change
+// applied to it in decide, and returns the family as the store should now
+// give it back. decide must see the seed at generation 0 with the key's
+// principal (without its name) and PrincipalActive.
+func writeSeed(t *testing.T, s store.Store, want keys.Principal, seed tokens.Family, change func(f *tokens.Family)) tokens.Family {
+	t.Helper()
+	var saw tokens.Family
+	err := s.UpdateFamily(t.Context(), seed.ID, &seed, func(f *tokens.Family) (tokens.Change, error) {
+		saw = *f
+		change(f)
+		return tokens.Change{Write: true}, nil
+	})
 	if err != nil {
-		t.Fatalf("StartFamily(key %s): %v", want.KeyID, err)
+		t.Fatalf("UpdateFamily(%s) with the seed of key %s: %v", seed.ID, want.KeyID, err)
 	}
-	if got != want {
-		t.Errorf("StartFamily = %+v, want %+v", got, want)
+	wantP := want
+	wantP.Name = ""
+	if saw.ID != seed.ID || saw.Generation != 0 || saw.Principal != wantP || !saw.PrincipalActive {
+		t.Errorf("UpdateFamily with a seed: decide saw {%s gen %d %+v active %v}, want {%s gen 0 %+v active true}",
+			saw.ID, saw.Generation, saw.Principal, saw.PrincipalActive, seed.ID, wantP)
 	}
-	f.Principal = want
+	f := seed
+	f.Principal, f.PrincipalActive = want, true
+	change(&f)
 	return f
 }
 
-// wantNoLogin checks that the key of digest cannot log in: StartFamily
-// answers keys.ErrInvalidKey, names no principal and creates no family.
-func wantNoLogin(t *testing.T, s store.Store, what string, digest keys.Digest) {
-	t.Helper()
-	f := familyOf(t0)
-	p, err := s.StartFamily(t.Context(), digest, f)
-	wantErr(t, "StartFamily("+what+")", err, keys.ErrInvalidKey)
-	if p != (keys.Principal{}) {
-		t.Errorf("StartFamily(%s) returned a principal with its error: %+v", what, p)
-	}
-	if familyExists(t, s, f.ID) {
-		t.Errorf("refused StartFamily(%s) created its family", what)
-	}
-}
-
-// readFamily reads a family through UpdateFamily, the only read there is.
+// readFamily reads a family's row through UpdateFamily, the only read
+// there is.
 func readFamily(t *testing.T, s store.Store, id string) tokens.Family {
 	t.Helper()
 	var got tokens.Family
-	err := s.UpdateFamily(t.Context(), id, func(f *tokens.Family) (tokens.Change, error) {
+	err := s.UpdateFamily(t.Context(), id, nil, func(f *tokens.Family) (tokens.Change, error) {
 		got = *f
 		return tokens.Change{}, nil
 	})
@@ -179,7 +236,7 @@ func readFamily(t *testing.T, s store.Store, id string) tokens.Family {
 // revokeFamily marks a family revoked at the given time.
 func revokeFamily(t *testing.T, s store.Store, id string, at time.Time) {
 	t.Helper()
-	err := s.UpdateFamily(t.Context(), id, func(f *tokens.Family) (tokens.Change, error) {
+	err := s.UpdateFamily(t.Context(), id, nil, func(f *tokens.Family) (tokens.Change, error) {
 		f.RevokedAt, f.RevokeReason = &at, "logout"
 		return tokens.Change{Write: true}, nil
 	})
@@ -188,9 +245,10 @@ func revokeFamily(t *testing.T, s store.Store, id string, at time.Time) {
 	}
 }
 
+// familyExists reports whether the family has a row.
 func familyExists(t *testing.T, s store.Store, id string) bool {
 	t.Helper()
-	err := s.UpdateFamily(t.Context(), id, func(*tokens.Family) (tokens.Change, error) { return tokens.Change{}, nil })
+	err := s.UpdateFamily(t.Context(), id, nil, func(*tokens.Family) (tokens.Change, error) { return tokens.Change{}, nil })
 	if errors.Is(err, keys.ErrNotFound) {
 		return false
 	}

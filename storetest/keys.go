@@ -70,7 +70,7 @@ func testCreatePartnerIsAtomic(t *testing.T, s store.Store) {
 		t.Errorf("failed CreatePartner left its audit event behind")
 	}
 	// The digest still logs in as its first owner.
-	startFamily(t, s, a.digest, a.principal(), familyOf(t0))
+	wantActive(t, s, a.digest, a.principal())
 }
 
 func testCreateKey(t *testing.T, s store.Store) {
@@ -81,8 +81,8 @@ func testCreateKey(t *testing.T, s store.Store) {
 	ck, cd := createKey(t, s, w.c.owner(), t0.Add(time.Minute))
 	wantEvent(t, s, "key.created", pk.ID)
 	wantEvent(t, s, "key.created", ck.ID)
-	startFamily(t, s, pd, principalOf(pk, w.p.Name), familyOf(t0))
-	startFamily(t, s, cd, principalOf(ck, w.c.Name), familyOf(t0))
+	wantActive(t, s, pd, principalOf(pk, w.p.Name))
+	wantActive(t, s, cd, principalOf(ck, w.c.Name))
 	checkKey(t, findKey(t, s, w.p.owner(), pk.ID), pk)
 	checkKey(t, findKey(t, s, w.c.owner(), ck.ID), ck)
 
@@ -108,7 +108,7 @@ func testCreateKey(t *testing.T, s store.Store) {
 			k, d := newKey(tc.owner, t0)
 			err := s.CreateKey(ctx, k, d, event(t0, "key.created", "key", k.ID))
 			wantErr(t, "CreateKey", err, tc.want)
-			wantNoLogin(t, s, "refused key", d)
+			wantNoKey(t, s, "refused key", d)
 			if hasEvent(t, s, "key.created", k.ID) {
 				t.Errorf("refused key left its audit event behind")
 			}
@@ -160,9 +160,9 @@ func testRevokeKey(t *testing.T, s store.Store) {
 	b := newWorld(t, s, "Bolt")
 	pk2, pd2 := createKey(t, s, a.p.owner(), t0)
 
-	fam := startFamily(t, s, a.p.digest, a.p.principal(), familyOf(t0))
-	fam2 := startFamily(t, s, a.p.digest, a.p.principal(), familyOf(t0))
-	other := startFamily(t, s, pd2, principalOf(pk2, a.p.Name), familyOf(t0))
+	fam := seedFamily(t, s, a.p.principal(), t0)
+	fam2 := seedFamily(t, s, a.p.principal(), t0)
+	other := seedFamily(t, s, principalOf(pk2, a.p.Name), t0)
 	early := t0.Add(time.Minute)
 	revokeFamily(t, s, fam2.ID, early) // revoked before the key: keeps its own revocation
 
@@ -172,7 +172,7 @@ func testRevokeKey(t *testing.T, s store.Store) {
 	want := a.p.key
 	want.RevokedAt = &at
 	checkKey(t, findKey(t, s, a.p.owner(), a.p.key.ID), want)
-	wantNoLogin(t, s, "revoked partner key", a.p.digest)
+	wantInactive(t, s, a.p.digest, a.p.principal())
 
 	// A store may mark the key's families revoked or leave them to be
 	// refused through PrincipalActive; either way none may refresh.
@@ -209,12 +209,12 @@ func testRevokeKey(t *testing.T, s store.Store) {
 		wantErr(t, "RevokeKey("+tc.name+")", err, keys.ErrNotFound)
 	}
 	// The keys a refused revoke named still log in.
-	startFamily(t, s, b.p.digest, b.p.principal(), familyOf(t0))
-	startFamily(t, s, b.c.digest, b.c.principal(), familyOf(t0))
-	startFamily(t, s, a.c.digest, a.c.principal(), familyOf(t0))
-	startFamily(t, s, pd2, principalOf(pk2, a.p.Name), familyOf(t0))
+	wantActive(t, s, b.p.digest, b.p.principal())
+	wantActive(t, s, b.c.digest, b.c.principal())
+	wantActive(t, s, a.c.digest, a.c.principal())
+	wantActive(t, s, pd2, principalOf(pk2, a.p.Name))
 
 	// A company key.
 	must(t, "RevokeKey(company key)", s.RevokeKey(ctx, a.c.owner(), a.c.key.ID, at, event(at, "key.revoked", "key", a.c.key.ID)))
-	wantNoLogin(t, s, "revoked company key", a.c.digest)
+	wantInactive(t, s, a.c.digest, a.c.principal())
 }

@@ -59,7 +59,7 @@ func testOwnersNamingNoOne(t *testing.T, s store.Store) {
 			k, d := newKey(tc.owner, at)
 			err = s.CreateKey(ctx, k, d, event(at, "key.created", "key", k.ID))
 			wantErr(t, "CreateKey", err, keys.ErrNotFound)
-			wantNoLogin(t, s, "key refused to an owner naming no one", d)
+			wantNoKey(t, s, "key refused to an owner naming no one", d)
 			if hasEvent(t, s, "key.created", k.ID) {
 				t.Errorf("refused key left its audit event behind")
 			}
@@ -83,7 +83,7 @@ func testOwnersNamingNoOne(t *testing.T, s store.Store) {
 	}
 	for _, k := range all {
 		checkKey(t, findKey(t, s, k.key.Owner, k.key.ID), k.key)
-		startFamily(t, s, k.digest, k.p, familyOf(at))
+		wantActive(t, s, k.digest, k.p)
 		if hasEvent(t, s, "key.revoked", k.key.ID) {
 			t.Errorf("key %s has a key.revoked event", k.key.ID)
 		}
@@ -113,7 +113,7 @@ func testFirstKeyOfAnotherOwner(t *testing.T, s store.Store) {
 			if _, ok := findPartner(t, s, p.ID); ok {
 				t.Errorf("the refused partner exists")
 			}
-			wantNoLogin(t, s, "the refused key", d)
+			wantNoKey(t, s, "the refused key", d)
 		})
 	}
 	for _, tc := range []struct {
@@ -131,7 +131,7 @@ func testFirstKeyOfAnotherOwner(t *testing.T, s store.Store) {
 			if _, err := s.GetCompany(ctx, w.p.ID, c.ID); !errors.Is(err, keys.ErrNotFound) {
 				t.Errorf("the refused company exists: %v", err)
 			}
-			wantNoLogin(t, s, "the refused key", c.digest)
+			wantNoKey(t, s, "the refused key", c.digest)
 		})
 	}
 }

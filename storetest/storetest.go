@@ -6,9 +6,10 @@
 //
 // One file per topic: fixtures.go and assert.go hold the suite's helpers,
 // keys.go partners and their keys, owners.go what an Owner may name,
-// principals.go who a key or a token speaks for (logins), companies.go
-// companies, audit.go usage and the audit trail, signingkeys.go and
-// families.go the tokens.Store.
+// principals.go who a key speaks for (ResolveKey, ResolveKeyID), epoch.go
+// the key epoch, companies.go companies, audit.go usage and the audit
+// trail, signingkeys.go the signing keys, families.go refresh-token
+// families and seeds.go how a login's family gets its row.
 package storetest
 
 import (
@@ -33,8 +34,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RevokeKey", testRevokeKey},
 		{"OwnersNamingNoOne", testOwnersNamingNoOne},
 		{"FirstKeyOfAnotherOwner", testFirstKeyOfAnotherOwner},
-		{"StartFamily", testStartFamily},
-		{"ActivePrincipal", testActivePrincipal},
+		{"ResolveKey", testResolveKey},
+		{"KeyEpoch", testKeyEpoch},
 		{"CreateCompany", testCreateCompany},
 		{"CreateCompanyConcurrentExternalID", testCreateCompanyConcurrentExternalID},
 		{"GetCompany", testGetCompany},
@@ -48,6 +49,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"FamilyPrincipalActive", testFamilyPrincipalActive},
 		{"UpdateFamilyDecisions", testUpdateFamilyDecisions},
 		{"UpdateFamilyConcurrent", testUpdateFamilyConcurrent},
+		{"UpdateFamilySeed", testUpdateFamilySeed},
+		{"UpdateFamilySeedConcurrent", testUpdateFamilySeedConcurrent},
+		{"UpdateFamilySeedKeepsItsID", testUpdateFamilySeedKeepsItsID},
 		{"DeleteFamilies", testDeleteFamilies},
 		{"DeleteFamiliesLimit", testDeleteFamiliesLimit},
 	}

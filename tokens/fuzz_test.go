@@ -83,7 +83,7 @@ func canonicalHS256(tb testing.TB, kid string, claims *tokens.Claims) string {
 
 // FuzzRefreshParse: Refresh, Logout and FamilyOf never panic on any string,
 // and Refresh accepts only tokens this process's service issued (the
-// families live in its own database).
+// families, and the keys a login's token names, live in its own database).
 // Seeds: testdata/fuzz/FuzzRefreshParse, plus this run's tokens.
 func FuzzRefreshParse(f *testing.F) {
 	e := newEnv(f)
@@ -91,13 +91,16 @@ func FuzzRefreshParse(f *testing.F) {
 	var mu sync.Mutex
 	issued := map[string]bool{}
 	for range 2 {
-		pair := e.login(f, p)
-		tok := pair.RefreshToken.Reveal()
-		issued[tok] = true
-		f.Add(tok)
-		f.Add(tamper(f, tok, 0))
-		f.Add(tamper(f, tok, refreshPayloadLen-1))
-		f.Add(pair.JWT.Reveal())
+		first := e.login(f, p)
+		later := e.refresh(f, e.login(f, p).RefreshToken) // a token of each form
+		for _, pair := range []tokens.Pair{first, later} {
+			tok := pair.RefreshToken.Reveal()
+			issued[tok] = true
+			f.Add(tok)
+			f.Add(tamper(f, tok, 0))
+			f.Add(tamper(f, tok, len(payloadOf(f, tok))-1))
+			f.Add(pair.JWT.Reveal())
+		}
 	}
 	f.Add(p.apiKey)
 
@@ -108,8 +111,7 @@ func FuzzRefreshParse(f *testing.F) {
 		// Every worker shares the test master key, so FamilyOf accepts
 		// tokens other workers issued; each must be in its one encoding.
 		if _, ok := e.svc.FamilyOf(raw); ok {
-			payload, err := keys.Decode(raw, keys.RefreshTokenPrefix, refreshPayloadLen)
-			if err != nil || keys.Encode(keys.RefreshTokenPrefix, payload).Reveal() != raw {
+			if !canonicalRefreshToken(raw) {
 				t.Fatalf("FamilyOf accepted a non-canonical token: %q", raw)
 			}
 		} else if issued[raw] {
@@ -128,4 +130,15 @@ func FuzzRefreshParse(f *testing.F) {
 			t.Fatalf("Logout: %v", err)
 		}
 	})
+}
+
+// canonicalRefreshToken reports whether raw is a refresh token of either
+// form in its one encoding.
+func canonicalRefreshToken(raw string) bool {
+	for _, n := range []int{refreshPayloadLen, firstPayloadLen} {
+		if payload, err := keys.Decode(raw, keys.RefreshTokenPrefix, n); err == nil {
+			return keys.Encode(keys.RefreshTokenPrefix, payload).Reveal() == raw
+		}
+	}
+	return false
 }

@@ -22,6 +22,7 @@ import (
 
 	"keygate/gateway"
 	"keygate/keys"
+	"keygate/memstore"
 	"keygate/store"
 	"keygate/tokens"
 )
@@ -76,6 +77,8 @@ type envConfig struct {
 	synchronous string
 	refresh     tokens.RefreshConfig
 	clock       *testClock
+	memstore    bool                          // the in-memory store instead of SQLite
+	wrap        func(store.Store) store.Store // what the gateway sees of the store
 }
 
 func withAlg(alg string) func(*envConfig) { return func(c *envConfig) { c.alg = alg } }
@@ -84,8 +87,43 @@ func withGrace(d time.Duration) func(*envConfig) {
 	return func(c *envConfig) { c.refresh.ReuseGrace = d }
 }
 
+// withMemstore runs the env on the in-memory store, the second backend.
+func withMemstore() func(*envConfig) { return func(c *envConfig) { c.memstore = true } }
+
+// withSpy puts spy between the gateway and its store.
+func withSpy(spy *spyStore) func(*envConfig) {
+	return func(c *envConfig) {
+		c.wrap = func(st store.Store) store.Store { spy.Store = st; return spy }
+	}
+}
+
+// withDB opens the database file of another env, as a second process on
+// the same machine would.
+func withDB(other *env) func(*envConfig) {
+	return func(c *envConfig) { c.dbPath, c.clock = other.cfg.dbPath, other.clock }
+}
+
+// backends are the stores the invariants of refresh-token families are
+// checked on: the SQLite file keygate serves from, and the in-memory store
+// that passes the same contract.
+var backends = []struct {
+	name string
+	opt  func(*envConfig)
+}{
+	{"sqlite", func(*envConfig) {}},
+	{"memstore", withMemstore()},
+}
+
+// eachBackend runs test once per backend, passing the option that selects it.
+func eachBackend(t *testing.T, test func(t *testing.T, backend func(*envConfig))) {
+	t.Helper()
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) { test(t, b.opt) })
+	}
+}
+
 // env is a gateway wired by gateway.New, as keygate serve wires it, on a
-// real SQLite file in a temporary directory.
+// real SQLite file in a temporary directory (or, withMemstore, in memory).
 type env struct {
 	cfg    envConfig
 	clock  *testClock
@@ -137,9 +175,12 @@ func newEnv(tb testing.TB, opts ...func(*envConfig)) *env {
 	c.Tokens.RefreshReuseGrace, c.Tokens.Retention = cfg.refresh.ReuseGrace, cfg.refresh.Retention
 
 	ctx := context.Background()
-	db, err := store.Open(ctx, c.Database, store.Options{Create: true, Now: cfg.clock.Now})
-	if err != nil {
-		tb.Fatalf("store.Open: %v", err)
+	var db store.Store = memstore.New()
+	if !cfg.memstore {
+		var err error
+		if db, err = store.Open(ctx, c.Database, store.Options{Create: true, Now: cfg.clock.Now}); err != nil {
+			tb.Fatalf("store.Open: %v", err)
+		}
 	}
 	tb.Cleanup(func() {
 		if err := db.Close(); err != nil {
@@ -150,7 +191,11 @@ func newEnv(tb testing.TB, opts ...func(*envConfig)) *env {
 	if err != nil {
 		tb.Fatalf("NewMasterKey: %v", err)
 	}
-	gw, err := gateway.New(ctx, c, db, master, gateway.Options{Log: discardLogger(), Now: cfg.clock.Now})
+	seen := db
+	if cfg.wrap != nil {
+		seen = cfg.wrap(db)
+	}
+	gw, err := gateway.New(ctx, c, seen, master, gateway.Options{Log: discardLogger(), Now: cfg.clock.Now})
 	if err != nil {
 		tb.Fatalf("gateway.New: %v", err)
 	}
@@ -183,6 +228,148 @@ func (e *env) newKeyring(master tokens.MasterKey) *tokens.Keyring {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// spyStore counts the calls that take the store's writer, by method, and
+// the family decisions that wrote: enough to prove a path writes nothing.
+type spyStore struct {
+	store.Store
+
+	mu            sync.Mutex
+	calls         map[string]int
+	familyWrites  int
+	familyInserts int // writes of a family that had no row (a seed)
+}
+
+// writerCalls is how many calls took the writer so far, by method.
+func (s *spyStore) writerCalls() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int, len(s.calls))
+	for m, n := range s.calls {
+		out[m] = n
+	}
+	return out
+}
+
+// familyChanges is how many family decisions wrote, and how many of those
+// wrote a family's first row.
+func (s *spyStore) familyChanges() (writes, inserts int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.familyWrites, s.familyInserts
+}
+
+func (s *spyStore) called(method string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.calls == nil {
+		s.calls = map[string]int{}
+	}
+	s.calls[method]++
+}
+
+func (s *spyStore) UpdateFamily(ctx context.Context, id string, seed *tokens.Family, decide func(f *tokens.Family) (tokens.Change, error)) error {
+	s.called("UpdateFamily")
+	return s.Store.UpdateFamily(ctx, id, seed, func(f *tokens.Family) (tokens.Change, error) {
+		// A seeded family is still at generation 0 and unrevoked when
+		// decide sees it; no stored row ever is (logout writes a revoked one).
+		first := seed != nil && f.Generation == 0 && f.RevokedAt == nil
+		ch, err := decide(f)
+		if ch.Write {
+			s.mu.Lock()
+			s.familyWrites++
+			if first {
+				s.familyInserts++
+			}
+			s.mu.Unlock()
+		}
+		return ch, err
+	})
+}
+
+func (s *spyStore) DeleteFamilies(ctx context.Context, before time.Time, limit int) (int, error) {
+	s.called("DeleteFamilies")
+	return s.Store.DeleteFamilies(ctx, before, limit)
+}
+
+func (s *spyStore) AddSigningKey(ctx context.Context, k tokens.SigningKeyRecord) error {
+	s.called("AddSigningKey")
+	return s.Store.AddSigningKey(ctx, k)
+}
+
+func (s *spyStore) RecordUsage(ctx context.Context, lastUsed map[string]time.Time, events []keys.AuditEvent) error {
+	s.called("RecordUsage")
+	return s.Store.RecordUsage(ctx, lastUsed, events)
+}
+
+func (s *spyStore) CreatePartner(ctx context.Context, p keys.Partner, k keys.Key, digest keys.Digest, ev []keys.AuditEvent) error {
+	s.called("CreatePartner")
+	return s.Store.CreatePartner(ctx, p, k, digest, ev)
+}
+
+func (s *spyStore) DisablePartner(ctx context.Context, id string, at time.Time, ev keys.AuditEvent) error {
+	s.called("DisablePartner")
+	return s.Store.DisablePartner(ctx, id, at, ev)
+}
+
+func (s *spyStore) CreateCompany(ctx context.Context, c keys.Company, k keys.Key, digest keys.Digest, ev []keys.AuditEvent) error {
+	s.called("CreateCompany")
+	return s.Store.CreateCompany(ctx, c, k, digest, ev)
+}
+
+func (s *spyStore) DisableCompany(ctx context.Context, partnerID, id string, at time.Time, ev keys.AuditEvent) error {
+	s.called("DisableCompany")
+	return s.Store.DisableCompany(ctx, partnerID, id, at, ev)
+}
+
+func (s *spyStore) CreateKey(ctx context.Context, k keys.Key, digest keys.Digest, ev keys.AuditEvent) error {
+	s.called("CreateKey")
+	return s.Store.CreateKey(ctx, k, digest, ev)
+}
+
+func (s *spyStore) RevokeKey(ctx context.Context, o keys.Owner, keyID string, at time.Time, ev keys.AuditEvent) error {
+	s.called("RevokeKey")
+	return s.Store.RevokeKey(ctx, o, keyID, at, ev)
+}
+
+// family reads the row of tok's family, if it has one. The store has no
+// plain read of a family: a decision that writes nothing is one.
+func (e *env) family(tb testing.TB, tok keys.Secret) (tokens.Family, bool) {
+	tb.Helper()
+	id, ok := e.svc.FamilyOf(tok.Reveal())
+	if !ok {
+		tb.Fatalf("FamilyOf refused a token the service issued")
+	}
+	var f tokens.Family
+	err := e.db.UpdateFamily(context.Background(), id, nil, func(got *tokens.Family) (tokens.Change, error) {
+		f = *got
+		return tokens.Change{}, nil
+	})
+	if errors.Is(err, keys.ErrNotFound) {
+		return tokens.Family{}, false
+	}
+	if err != nil {
+		tb.Fatalf("reading family %s: %v", id, err)
+	}
+	return f, true
+}
+
+// sameFamily compares families by instant, not by time.Time's fields.
+func sameFamily(a, b tokens.Family) bool {
+	times := func(f tokens.Family) []time.Time {
+		return []time.Time{f.CreatedAt, f.RotatedAt, f.ExpiresAt, f.ParentExpiresAt, f.FirstExpiresAt}
+	}
+	for i, at := range times(a) {
+		if !at.Equal(times(b)[i]) {
+			return false
+		}
+	}
+	if (a.RevokedAt == nil) != (b.RevokedAt == nil) || a.RevokedAt != nil && !a.RevokedAt.Equal(*b.RevokedAt) {
+		return false
+	}
+	return a.ID == b.ID && a.Principal == b.Principal && a.Generation == b.Generation &&
+		a.RevokeReason == b.RevokeReason && a.PrincipalActive == b.PrincipalActive
+}
 
 // principal is a partner or company with its API key.
 type principal struct {

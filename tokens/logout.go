@@ -2,20 +2,27 @@ package tokens
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 
 	"keygate/keys"
 )
 
 // Logout revokes the whole family of a refresh token. Unknown, malformed or
-// already revoked tokens are no error: logout is no oracle.
+// already revoked tokens are no error: logout is no oracle. Logging out
+// with a generation-0 token writes the family's row, revoked, so that the
+// token cannot start the family later.
 func (s *Service) Logout(ctx context.Context, raw string) error {
-	idBytes, _, ok := s.parse(raw)
+	t, ok := s.parse(raw)
 	if !ok {
 		return nil
 	}
-	err := s.store.UpdateFamily(ctx, hex.EncodeToString(idBytes), func(f *Family) (Change, error) {
+	var seed *Family
+	if t.gen == 0 && s.now().Before(t.expires) {
+		// A live login token may start its family: make its row, revoked.
+		// An expired one may not, but still ends the family if it has a row.
+		seed = t.seed()
+	}
+	err := s.store.UpdateFamily(ctx, t.family(), seed, func(f *Family) (Change, error) {
 		if f.RevokedAt != nil {
 			return Change{}, nil
 		}

@@ -2,7 +2,6 @@ package tokens
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 
 	"keygate/keys"
@@ -12,13 +11,25 @@ import (
 // access token. The database decides, in one transaction, whether this
 // token is the live one (rotate), its parent retried within the grace
 // window (same successor again), or an older one (reuse: the family dies).
+//
+// A generation-0 token (a login's) whose family has no row yet carries the
+// family's seed: its first use creates the row at generation 1 in that same
+// conditional write, and a second use of it is the parent's retry or reuse
+// like any other.
 func (s *Service) Refresh(ctx context.Context, raw, addr string) (Pair, error) {
-	idBytes, gen, ok := s.parse(raw)
+	t, ok := s.parse(raw)
 	if !ok {
 		return Pair{}, ErrInvalidRefreshToken
 	}
+	var seed *Family
+	if t.gen == 0 && s.now().Before(t.expires) {
+		// Only a live login token may start its family. An expired one is
+		// still looked up: replayed after the family moved on, it is reuse.
+		seed = t.seed()
+	}
+	gen := t.gen
 	var out Family
-	err := s.store.UpdateFamily(ctx, hex.EncodeToString(idBytes), func(f *Family) (Change, error) {
+	err := s.store.UpdateFamily(ctx, t.family(), seed, func(f *Family) (Change, error) {
 		now := s.now()
 		switch {
 		case f.RevokedAt != nil:
@@ -33,7 +44,7 @@ func (s *Service) Refresh(ctx context.Context, raw, addr string) (Pair, error) {
 			f.ParentExpiresAt = f.ExpiresAt
 			f.Generation++
 			f.RotatedAt = now
-			f.ExpiresAt = s.expiry(*f, now)
+			f.ExpiresAt = s.expiry(f.CreatedAt, now)
 			out = *f
 			return Change{Write: true}, nil
 		case gen == f.Generation-1 && s.cfg.ReuseGrace > 0 && now.Sub(f.RotatedAt) <= s.cfg.ReuseGrace:
@@ -64,7 +75,7 @@ func (s *Service) Refresh(ctx context.Context, raw, addr string) (Pair, error) {
 	if err != nil {
 		return Pair{}, err
 	}
-	return Pair{JWT: keys.Secret(jwt), ExpiresAt: exp, RefreshToken: s.token(idBytes, out.Generation), RefreshTokenExpiration: out.ExpiresAt}, nil
+	return Pair{JWT: keys.Secret(jwt), ExpiresAt: exp, RefreshToken: s.token(t.familyID, out.Generation), RefreshTokenExpiration: out.ExpiresAt}, nil
 }
 
 // OutcomeRevoked is the audit outcome of a family killed on reuse.
@@ -73,9 +84,9 @@ const OutcomeRevoked = "revoked"
 // FamilyOf returns the family id of a well-formed refresh token with a valid
 // MAC, for per-family rate limits; ok is false otherwise.
 func (s *Service) FamilyOf(raw string) (string, bool) {
-	idBytes, _, ok := s.parse(raw)
+	t, ok := s.parse(raw)
 	if !ok {
 		return "", false
 	}
-	return hex.EncodeToString(idBytes), true
+	return t.family(), true
 }

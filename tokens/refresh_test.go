@@ -1,11 +1,8 @@
 package tokens_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"fmt"
-	"regexp"
 	"sync"
 	"testing"
 	"time"
@@ -15,12 +12,6 @@ import (
 )
 
 const testAddr = "198.51.100.7"
-
-// refreshPayloadLen is the decoded size of a refresh token's body; the
-// tampering tests need it to re-encode a changed token with a valid checksum.
-const refreshPayloadLen = 44
-
-var refreshPattern = regexp.MustCompile(`^rt_[0-9A-Za-z]{66}$`)
 
 func (e *env) refresh(tb testing.TB, tok keys.Secret) tokens.Pair {
 	tb.Helper()
@@ -46,36 +37,17 @@ func (e *env) refreshFails(tb testing.TB, tok keys.Secret) {
 	}
 }
 
-func TestLogin(t *testing.T) {
-	e := newEnv(t)
-	partner := e.newPartner(t, "Acme")
-	company := e.newCompany(t, partner, "Widgets")
-	seen := map[string]bool{}
-	for _, p := range []principal{partner, company, partner} {
-		pair := e.login(t, p)
-		rt := pair.RefreshToken.Reveal()
-		if !refreshPattern.MatchString(rt) {
-			t.Fatalf("refresh token %q does not match %s", rt, refreshPattern)
-		}
-		if seen[rt] {
-			t.Fatal("two logins got the same refresh token")
-		}
-		seen[rt] = true
-		if !pair.ExpiresAt.Equal(t0.Add(testAccessTTL)) {
-			t.Errorf("ExpiresAt %v, want %v", pair.ExpiresAt, t0.Add(testAccessTTL))
-		}
-		if !pair.RefreshTokenExpiration.Equal(t0.Add(e.cfg.refresh.TTL)) {
-			t.Errorf("RefreshTokenExpiration %v, want %v", pair.RefreshTokenExpiration, t0.Add(e.cfg.refresh.TTL))
-		}
-		if c := mustVerify(t, e.jwt, pair.JWT.Reveal()); c.Principal() != p.Principal {
-			t.Errorf("JWT speaks for %+v, want %+v", c.Principal(), p.Principal)
-		}
-	}
-	for _, bad := range []string{"", "pk_nonsense", partner.apiKey + "x", keys.NewAPIKey(keys.PartnerKeyPrefix).Reveal()} {
-		if _, err := e.svc.Login(t.Context(), bad, testAddr); !errors.Is(err, keys.ErrInvalidKey) {
-			t.Errorf("Login(%.10q) = %v, want ErrInvalidKey", bad, err)
-		}
-	}
+// starts are the two kinds of live token a family is presented with: a
+// login's (generation 0, the family has no row yet) and a later one (the
+// family's state in its row).
+var starts = []struct {
+	name  string
+	start func(tb testing.TB, e *env, p principal) tokens.Pair
+}{
+	{"first token", func(tb testing.TB, e *env, p principal) tokens.Pair { return e.login(tb, p) }},
+	{"later token", func(tb testing.TB, e *env, p principal) tokens.Pair {
+		return e.refresh(tb, e.login(tb, p).RefreshToken)
+	}},
 }
 
 func TestRefreshRotates(t *testing.T) {
@@ -118,30 +90,6 @@ func TestRefreshRotates(t *testing.T) {
 	}
 }
 
-func mustFamily(tb testing.TB, e *env, tok keys.Secret) string {
-	tb.Helper()
-	id, ok := e.svc.FamilyOf(tok.Reveal())
-	if !ok {
-		tb.Fatalf("FamilyOf refused a token the service issued")
-	}
-	return id
-}
-
-func TestFamilyOf(t *testing.T) {
-	e := newEnv(t)
-	p := e.newPartner(t, "Acme")
-	a, b := e.login(t, p), e.login(t, p)
-	if mustFamily(t, e, a.RefreshToken) == mustFamily(t, e, b.RefreshToken) {
-		t.Fatal("two logins share a family")
-	}
-	other := newEnv(t, func(c *envConfig) { c.masterKey = otherMasterKey })
-	for _, bad := range []string{"", "rt_", p.apiKey, a.JWT.Reveal(), other.login(t, other.newPartner(t, "X")).RefreshToken.Reveal()} {
-		if id, ok := e.svc.FamilyOf(bad); ok || id != "" {
-			t.Errorf("FamilyOf(%.12q) = %q, %v", bad, id, ok)
-		}
-	}
-}
-
 func reuseEvents(tb testing.TB, e *env) []keys.AuditEvent {
 	tb.Helper()
 	all := e.audit(tb)
@@ -155,9 +103,15 @@ func reuseEvents(tb testing.TB, e *env) []keys.AuditEvent {
 }
 
 func TestRefreshReuseRevokesFamily(t *testing.T) {
+	for _, s := range starts {
+		t.Run(s.name, func(t *testing.T) { testReuseRevokesFamily(t, s.start) })
+	}
+}
+
+func testReuseRevokesFamily(t *testing.T, start func(testing.TB, *env, principal) tokens.Pair) {
 	e := newEnv(t)
 	p := e.newPartner(t, "Acme")
-	stolen := e.login(t, p)
+	stolen := start(t, e, p)
 	other := e.login(t, p)
 	live := e.refresh(t, stolen.RefreshToken)
 
@@ -193,11 +147,17 @@ func TestRefreshReuseRevokesFamily(t *testing.T) {
 }
 
 func TestRefreshGraceWindow(t *testing.T) {
+	for _, s := range starts {
+		t.Run(s.name, func(t *testing.T) { testGraceWindow(t, s.start) })
+	}
+}
+
+func testGraceWindow(t *testing.T, start func(testing.TB, *env, principal) tokens.Pair) {
 	const grace = 10 * time.Second
 	t.Run("parent retried within grace gets the identical successor", func(t *testing.T) {
 		e := newEnv(t, withGrace(grace))
 		p := e.newPartner(t, "Acme")
-		parent := e.login(t, p)
+		parent := start(t, e, p)
 		child := e.refresh(t, parent.RefreshToken) // the response is lost
 		e.clock.Advance(grace / 2)
 		retry := e.refresh(t, parent.RefreshToken)
@@ -222,7 +182,7 @@ func TestRefreshGraceWindow(t *testing.T) {
 	})
 	t.Run("parent retried at the end of grace", func(t *testing.T) {
 		e := newEnv(t, withGrace(grace))
-		parent := e.login(t, e.newPartner(t, "Acme"))
+		parent := start(t, e, e.newPartner(t, "Acme"))
 		child := e.refresh(t, parent.RefreshToken)
 		e.clock.Advance(grace)
 		if retry := e.refresh(t, parent.RefreshToken); retry.RefreshToken != child.RefreshToken {
@@ -231,7 +191,7 @@ func TestRefreshGraceWindow(t *testing.T) {
 	})
 	t.Run("parent outside grace is reuse", func(t *testing.T) {
 		e := newEnv(t, withGrace(grace))
-		parent := e.login(t, e.newPartner(t, "Acme"))
+		parent := start(t, e, e.newPartner(t, "Acme"))
 		child := e.refresh(t, parent.RefreshToken)
 		e.clock.Advance(grace + time.Millisecond)
 		e.refreshFails(t, parent.RefreshToken)
@@ -242,7 +202,7 @@ func TestRefreshGraceWindow(t *testing.T) {
 	})
 	t.Run("grandparent within grace is reuse", func(t *testing.T) {
 		e := newEnv(t, withGrace(grace))
-		grandparent := e.login(t, e.newPartner(t, "Acme"))
+		grandparent := start(t, e, e.newPartner(t, "Acme"))
 		parent := e.refresh(t, grandparent.RefreshToken)
 		child := e.refresh(t, parent.RefreshToken)
 		e.refreshFails(t, grandparent.RefreshToken)
@@ -254,7 +214,7 @@ func TestRefreshGraceWindow(t *testing.T) {
 	})
 	t.Run("grace zero turns it off", func(t *testing.T) {
 		e := newEnv(t, withGrace(0))
-		parent := e.login(t, e.newPartner(t, "Acme"))
+		parent := start(t, e, e.newPartner(t, "Acme"))
 		child := e.refresh(t, parent.RefreshToken)
 		e.refreshFails(t, parent.RefreshToken) // the same instant
 		e.refreshFails(t, child.RefreshToken)
@@ -264,65 +224,155 @@ func TestRefreshGraceWindow(t *testing.T) {
 	})
 }
 
+// refreshAtOnce presents tok n times at once, spread over the services
+// (one per process), and returns what each caller got.
+func refreshAtOnce(tok keys.Secret, n int, svcs ...*tokens.Service) ([]tokens.Pair, []error) {
+	results := make([]tokens.Pair, n)
+	errs := make([]error, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			results[i], errs[i] = svcs[i%len(svcs)].Refresh(context.Background(), tok.Reveal(), testAddr)
+		})
+	}
+	close(start)
+	wg.Wait()
+	return results, errs
+}
+
+// succeeded returns the pairs of the callers that succeeded, and fails the
+// test if any other failed with anything but ErrInvalidRefreshToken.
+func succeeded(tb testing.TB, results []tokens.Pair, errs []error) []tokens.Pair {
+	tb.Helper()
+	var ok []tokens.Pair
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			ok = append(ok, results[i])
+		case !errors.Is(err, tokens.ErrInvalidRefreshToken):
+			tb.Fatalf("refresh %d: %v, want success or ErrInvalidRefreshToken", i, err)
+		case results[i] != (tokens.Pair{}):
+			tb.Fatalf("refresh %d failed but returned tokens", i)
+		}
+	}
+	return ok
+}
+
+// TestRefreshConcurrent presents one token 50 times at once. Within the
+// grace window every caller gets the identical successor from one
+// rotation (for a login's token: one insert of the family's row); without
+// it exactly one caller succeeds and the family dies for the rest, its
+// successor included.
 func TestRefreshConcurrent(t *testing.T) {
 	const n = 50
-	for _, tc := range []struct {
-		name  string
-		grace time.Duration
-	}{
-		{"with grace", 10 * time.Second},
-		{"without grace", 0},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, withGrace(tc.grace))
-			pair := e.login(t, e.newPartner(t, "Acme"))
-			results := make([]tokens.Pair, n)
-			errs := make([]error, n)
-			start := make(chan struct{})
-			var wg sync.WaitGroup
-			for i := range n {
-				wg.Go(func() {
-					<-start
-					results[i], errs[i] = e.svc.Refresh(context.Background(), pair.RefreshToken.Reveal(), testAddr)
+	eachBackend(t, func(t *testing.T, backend func(*envConfig)) {
+		for _, s := range starts {
+			for _, grace := range []time.Duration{10 * time.Second, 0} {
+				t.Run(s.name+"/grace "+grace.String(), func(t *testing.T) {
+					spy := &spyStore{}
+					e := newEnv(t, backend, withGrace(grace), withSpy(spy))
+					pair := s.start(t, e, e.newPartner(t, "Acme"))
+					gen := generationOf(t, e, pair.RefreshToken)
+					writes0, inserts0 := spy.familyChanges()
+					results, errs := refreshAtOnce(pair.RefreshToken, n, e.svc)
+					ok := succeeded(t, results, errs)
+					writes, inserts := spy.familyChanges()
+					writes, inserts = writes-writes0, inserts-inserts0
+					wantInserts := 0
+					if gen == 0 {
+						wantInserts = 1
+					}
+					if inserts != wantInserts {
+						t.Fatalf("%d inserts of the family's row, want %d", inserts, wantInserts)
+					}
+					checkConcurrent(t, e, pair, ok, n, grace, gen)
+					// The rotation, and without grace the revocation: no other
+					// caller wrote.
+					if wantWrites := 1 + boolIndex(grace == 0); writes != wantWrites {
+						t.Fatalf("%d family writes, want %d", writes, wantWrites)
+					}
 				})
 			}
-			close(start)
-			wg.Wait()
+		}
+	})
+}
 
-			var ok []tokens.Pair
-			for i, err := range errs {
-				switch {
-				case err == nil:
-					ok = append(ok, results[i])
-				case !errors.Is(err, tokens.ErrInvalidRefreshToken):
-					t.Fatalf("refresh %d: %v, want success or ErrInvalidRefreshToken", i, err)
-				}
-			}
-			if tc.grace == 0 {
-				if len(ok) != 1 {
-					t.Fatalf("%d of %d simultaneous refreshes succeeded without grace, want exactly 1", len(ok), n)
-				}
-				return
-			}
-			if len(ok) != n {
-				t.Fatalf("%d of %d simultaneous refreshes succeeded with grace, want all", len(ok), n)
-			}
-			for _, p := range ok {
-				if p.RefreshToken != ok[0].RefreshToken {
-					t.Fatal("simultaneous refreshes got different successors: the family forked")
-				}
-				mustVerify(t, e.jwt, p.JWT.Reveal())
-			}
-			// One rotation: the shared successor is live, and its own
-			// successor is new.
-			next := e.refresh(t, ok[0].RefreshToken)
-			if next.RefreshToken == ok[0].RefreshToken {
-				t.Fatal("the successor did not rotate")
-			}
-			if len(reuseEvents(t, e)) != 0 {
-				t.Fatal("simultaneous refreshes within grace were recorded as reuse")
-			}
-		})
+// TestRefreshConcurrentTwoProcesses: two gateways on one SQLite file, as
+// two replicas on one machine, present one token at once: the database
+// decides, as it does within one process.
+func TestRefreshConcurrentTwoProcesses(t *testing.T) {
+	const n = 50
+	for _, s := range starts {
+		for _, grace := range []time.Duration{10 * time.Second, 0} {
+			t.Run(s.name+"/grace "+grace.String(), func(t *testing.T) {
+				e := newEnv(t, withGrace(grace))
+				second := newEnv(t, withDB(e), withGrace(grace))
+				pair := s.start(t, e, e.newPartner(t, "Acme"))
+				gen := generationOf(t, e, pair.RefreshToken)
+				results, errs := refreshAtOnce(pair.RefreshToken, n, e.svc, second.svc)
+				ok := succeeded(t, results, errs)
+				checkConcurrent(t, e, pair, ok, n, grace, gen)
+			})
+		}
+	}
+}
+
+// generationOf is the generation of tok: 0 for a login's, else its family's.
+func generationOf(tb testing.TB, e *env, tok keys.Secret) int64 {
+	tb.Helper()
+	if firstPattern.MatchString(tok.Reveal()) {
+		return 0
+	}
+	f, ok := e.family(tb, tok)
+	if !ok {
+		tb.Fatal("a later token without a family row")
+	}
+	return f.Generation
+}
+
+// checkConcurrent checks the outcome of n simultaneous refreshes of pair,
+// a token of generation gen, that gave ok.
+func checkConcurrent(t *testing.T, e *env, pair tokens.Pair, ok []tokens.Pair, n int, grace time.Duration, gen int64) {
+	t.Helper()
+	f, exists := e.family(t, pair.RefreshToken)
+	if !exists {
+		t.Fatal("no family row after the refreshes")
+	}
+	if grace == 0 {
+		if len(ok) != 1 {
+			t.Fatalf("%d of %d simultaneous refreshes succeeded without grace, want exactly 1", len(ok), n)
+		}
+		if f.RevokedAt == nil || f.RevokeReason != "reuse" || f.Generation != gen+1 {
+			t.Fatalf("family after a race without grace: %+v, want generation %d revoked for reuse", f, gen+1)
+		}
+		e.refreshFails(t, ok[0].RefreshToken)
+		if n := len(reuseEvents(t, e)); n != 1 {
+			t.Fatalf("%d reuse events, want 1", n)
+		}
+		return
+	}
+	if len(ok) != n {
+		t.Fatalf("%d of %d simultaneous refreshes succeeded with grace, want all", len(ok), n)
+	}
+	for _, p := range ok {
+		if p.RefreshToken != ok[0].RefreshToken || !p.RefreshTokenExpiration.Equal(ok[0].RefreshTokenExpiration) {
+			t.Fatal("simultaneous refreshes got different successors: the family forked")
+		}
+		mustVerify(t, e.jwt, p.JWT.Reveal())
+	}
+	if f.RevokedAt != nil || f.Generation != gen+1 {
+		t.Fatalf("family after a race within grace: %+v, want generation %d, live", f, gen+1)
+	}
+	// One rotation: the shared successor is live, and its own successor
+	// is new.
+	next := e.refresh(t, ok[0].RefreshToken)
+	if next.RefreshToken == ok[0].RefreshToken {
+		t.Fatal("the successor did not rotate")
+	}
+	if len(reuseEvents(t, e)) != 0 {
+		t.Fatal("simultaneous refreshes within grace were recorded as reuse")
 	}
 }
 
@@ -426,125 +476,23 @@ func TestRefreshExpiredInsideGrace(t *testing.T) {
 	})
 }
 
-func TestLogout(t *testing.T) {
-	e := newEnv(t)
-	ctx := t.Context()
-	p := e.newPartner(t, "Acme")
-	a, b := e.login(t, p), e.login(t, p)
-	a2 := e.refresh(t, a.RefreshToken)
-	if err := e.svc.Logout(ctx, a2.RefreshToken.Reveal()); err != nil {
-		t.Fatalf("Logout: %v", err)
-	}
-	e.refreshFails(t, a2.RefreshToken)
-	e.refreshFails(t, a.RefreshToken) // the parent, inside the grace window
-	e.refresh(t, b.RefreshToken)
-
-	other := newEnv(t) // same master key, another database: a well-formed unknown token
-	unknown := other.login(t, other.newPartner(t, "Other")).RefreshToken.Reveal()
-	for name, tok := range map[string]string{
-		"already revoked": a2.RefreshToken.Reveal(),
-		"revoked parent":  a.RefreshToken.Reveal(),
-		"unknown family":  unknown,
-		"empty":           "",
-		"garbage":         "garbage",
-		"prefix only":     "rt_",
-		"API key":         p.apiKey,
-		"JWT":             a.JWT.Reveal(),
-		"tampered":        tamper(t, b.RefreshToken.Reveal(), 3),
-	} {
-		if err := e.svc.Logout(ctx, tok); err != nil {
-			t.Errorf("Logout(%s) = %v, want nil", name, err)
-		}
-	}
-	if len(reuseEvents(t, e)) != 0 {
-		t.Fatal("logout or refresh of a revoked family was recorded as reuse")
-	}
-}
-
 func TestRefreshUnknownFamily(t *testing.T) {
 	e := newEnv(t)
 	other := newEnv(t) // same master key, so the MAC is good
-	tok := other.login(t, other.newPartner(t, "Other")).RefreshToken
-	e.refreshFails(t, tok)
-	other.refresh(t, tok)
+	first := other.login(t, other.newPartner(t, "Other")).RefreshToken
+	later := other.refresh(t, other.login(t, other.newPartner(t, "Another")).RefreshToken).RefreshToken
+	e.refreshFails(t, first) // its key is unknown here
+	e.refreshFails(t, later) // its family is unknown here
+	if _, ok := e.family(t, first); ok {
+		t.Fatal("a first token of an unknown key wrote a family row")
+	}
+	other.refresh(t, first)
+	other.refresh(t, later)
 }
 
-// tamper flips one bit of a refresh token's payload and re-encodes it with
-// a valid checksum, so the MAC alone must catch it.
-func tamper(tb testing.TB, tok string, byteIndex int) string {
-	tb.Helper()
-	payload, err := keys.Decode(tok, keys.RefreshTokenPrefix, refreshPayloadLen)
-	if err != nil {
-		tb.Fatalf("decoding a refresh token: %v", err)
-	}
-	payload[byteIndex] ^= 1
-	return keys.Encode(keys.RefreshTokenPrefix, payload).Reveal()
-}
-
-func TestRefreshRejectsTampered(t *testing.T) {
-	e := newEnv(t)
-	p := e.newPartner(t, "Acme")
-	pair := e.login(t, p)
-	otherFamily := e.login(t, p).RefreshToken.Reveal()
-	child := e.refresh(t, pair.RefreshToken).RefreshToken.Reveal()
-
-	cases := map[string]string{
-		"empty":        "",
-		"prefix only":  "rt_",
-		"API key":      p.apiKey,
-		"JWT":          pair.JWT.Reveal(),
-		"truncated":    child[:len(child)-1],
-		"extended":     child + "0",
-		"wrong prefix": "pk_" + child[3:],
-		"upper prefix": "RT_" + child[3:],
-		"whitespace":   " " + child,
-	}
-	for i := len(keys.RefreshTokenPrefix); i < len(child); i++ {
-		b := []byte(child)
-		b[i] = "ab"[boolIndex(b[i] == 'a')] // one base62 character for another
-		cases[fmt.Sprintf("character %d changed", i)] = string(b)
-	}
-	a, err := keys.Decode(child, keys.RefreshTokenPrefix, refreshPayloadLen)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := keys.Decode(otherFamily, keys.RefreshTokenPrefix, refreshPayloadLen)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range refreshPayloadLen {
-		cases[fmt.Sprintf("payload byte %d changed", i)] = tamper(t, child, i)
-		// One token's start with another family's end, such as its MAC.
-		// Family ids may share a prefix (a timestamp): a splice that gives
-		// back the other token whole is no forgery.
-		if splice := append(append([]byte{}, a[:i]...), b[i:]...); !bytes.Equal(splice, b) {
-			cases[fmt.Sprintf("spliced at byte %d", i)] = keys.Encode(keys.RefreshTokenPrefix, splice).Reveal()
-		}
-	}
-	other := newEnv(t, func(c *envConfig) { c.masterKey = otherMasterKey })
-	cases["from a gateway with another master key"] = other.login(t, other.newPartner(t, "X")).RefreshToken.Reveal()
-
-	for name, bad := range cases {
-		t.Run(name, func(t *testing.T) { e.refreshFails(t, keys.Secret(bad)) })
-	}
-
-	// The same database read with another master key accepts none of its tokens.
-	otherMaster, err := tokens.NewMasterKey(otherMasterKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc := tokens.NewService(e.keys, e.db, e.jwt, otherMaster, e.cfg.refresh, e.clock.Now)
-	if _, err := svc.Refresh(t.Context(), child, testAddr); !errors.Is(err, tokens.ErrInvalidRefreshToken) {
-		t.Fatalf("a service with another master key: %v, want ErrInvalidRefreshToken", err)
-	}
-
-	// None of it was taken for reuse: the family still lives.
-	if len(reuseEvents(t, e)) != 0 {
-		t.Fatal("a tampered token was taken for reuse")
-	}
-	e.refresh(t, keys.Secret(child))
-}
-
+// TestRefreshAfterPrincipalInactive: revoking a key, or disabling its
+// company or partner, ends its families whatever their tokens: a login's
+// token whose family has no row yet is refused as a later one is.
 func TestRefreshAfterPrincipalInactive(t *testing.T) {
 	ctx := context.Background()
 	type world struct {
@@ -569,160 +517,84 @@ func TestRefreshAfterPrincipalInactive(t *testing.T) {
 			return e.keys.DisablePartner(ctx, keys.Operator, w.partner.ID)
 		}, false, false, false},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t)
-			var w world
-			w.partner = e.newPartner(t, "Acme")
-			k2, err := e.keys.CreateKey(ctx, keys.Operator, w.partner.Owner())
-			if err != nil {
-				t.Fatal(err)
-			}
-			w.partnerKey2 = principalOf(k2)
-			w.company = e.newCompany(t, w.partner, "Widgets")
-			w.pFam = e.login(t, w.partner).RefreshToken
-			w.p2Fam = e.login(t, w.partnerKey2).RefreshToken
-			w.cFam = e.login(t, w.company).RefreshToken
-			bystander := e.login(t, e.newPartner(t, "Bystander")).RefreshToken
+	eachBackend(t, func(t *testing.T, backend func(*envConfig)) {
+		for _, s := range starts {
+			for _, tc := range cases {
+				t.Run(s.name+"/"+tc.name, func(t *testing.T) {
+					e := newEnv(t, backend)
+					var w world
+					w.partner = e.newPartner(t, "Acme")
+					k2, err := e.keys.CreateKey(ctx, keys.Operator, w.partner.Owner())
+					if err != nil {
+						t.Fatal(err)
+					}
+					w.partnerKey2 = principalOf(k2)
+					w.company = e.newCompany(t, w.partner, "Widgets")
+					w.pFam = s.start(t, e, w.partner).RefreshToken
+					w.p2Fam = s.start(t, e, w.partnerKey2).RefreshToken
+					w.cFam = s.start(t, e, w.company).RefreshToken
+					bystander := s.start(t, e, e.newPartner(t, "Bystander")).RefreshToken
 
-			if err := tc.act(e, w); err != nil {
-				t.Fatal(err)
+					if err := tc.act(e, w); err != nil {
+						t.Fatal(err)
+					}
+					for _, f := range []struct {
+						name  string
+						tok   keys.Secret
+						alive bool
+					}{
+						{"partner's first key", w.pFam, tc.partner},
+						{"partner's second key", w.p2Fam, tc.key2},
+						{"company", w.cFam, tc.compy},
+						{"another partner", bystander, true},
+					} {
+						if f.alive {
+							e.refresh(t, f.tok)
+							continue
+						}
+						e.refreshFails(t, f.tok)
+						e.refreshFails(t, f.tok) // and stays refused
+						if row, ok := e.family(t, f.tok); !ok || row.RevokedAt == nil || row.PrincipalActive {
+							t.Errorf("%s: family %+v (row %v), want revoked with its principal inactive", f.name, row, ok)
+						}
+					}
+				})
 			}
-			for _, f := range []struct {
-				name  string
-				tok   keys.Secret
-				alive bool
-			}{
-				{"partner's first key", w.pFam, tc.partner},
-				{"partner's second key", w.p2Fam, tc.key2},
-				{"company", w.cFam, tc.compy},
-				{"another partner", bystander, true},
-			} {
-				if f.alive {
-					e.refresh(t, f.tok)
-				} else {
-					e.refreshFails(t, f.tok)
-				}
-			}
-		})
-	}
+		}
+	})
 }
 
-func TestAuthorize(t *testing.T) {
+// TestRefreshAfterRevocationByAnotherProcess: a key revoked through
+// another handle on the database (the CLI, another replica) ends this
+// process's families at once, with and without rows, though its writer
+// had seen the key active.
+func TestRefreshAfterRevocationByAnotherProcess(t *testing.T) {
 	e := newEnv(t)
 	ctx := t.Context()
 	p := e.newPartner(t, "Acme")
-	pair := e.login(t, p)
-	sess, err := e.svc.Authorize(ctx, pair.JWT.Reveal())
-	if err != nil {
-		t.Fatalf("Authorize: %v", err)
-	}
-	if sess.Principal.ID != p.ID || sess.Principal.KeyID != p.KeyID || sess.Principal.Name != "Acme" || !sess.ExpiresAt.Equal(pair.ExpiresAt) {
-		t.Fatalf("session %+v", sess)
-	}
-	for name, tok := range map[string]string{"refresh token": pair.RefreshToken.Reveal(), "API key": p.apiKey, "empty": ""} {
-		if _, err := e.svc.Authorize(ctx, tok); !errors.Is(err, tokens.ErrInvalidToken) {
-			t.Errorf("Authorize(%s) = %v, want ErrInvalidToken", name, err)
-		}
-	}
-	if err := e.keys.RevokeKey(ctx, keys.Operator, p.Owner(), p.KeyID); err != nil {
+	fresh := e.login(t, p)
+	started := e.refresh(t, e.login(t, p).RefreshToken) // the writer saw the key active
+	cli := newEnv(t, withDB(e))
+	if err := cli.keys.RevokeKey(ctx, keys.Operator, p.Owner(), p.KeyID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.svc.Authorize(ctx, pair.JWT.Reveal()); !errors.Is(err, tokens.ErrInvalidToken) {
-		t.Fatalf("Authorize after the key was revoked = %v, want ErrInvalidToken", err)
+	e.refreshFails(t, started.RefreshToken) // first: the other's refusal would teach the writer
+	e.refreshFails(t, fresh.RefreshToken)
+	// Logins learn of it within the keys cache's check interval.
+	e.clock.Advance(time.Second)
+	if _, err := e.svc.Login(ctx, p.apiKey, testAddr); !errors.Is(err, keys.ErrInvalidKey) {
+		t.Fatalf("Login after another process revoked the key = %v, want ErrInvalidKey", err)
 	}
 }
 
-func TestHousekeep(t *testing.T) {
-	const retention = 24 * time.Hour
-	e := newEnv(t, func(c *envConfig) {
-		c.refresh.TTL, c.refresh.MaxLifetime, c.refresh.Retention = time.Hour, 10*time.Hour, retention
-	})
-	ctx := t.Context()
-	p := e.newPartner(t, "Acme")
-	logout := func(pair tokens.Pair) {
-		t.Helper()
-		if err := e.svc.Logout(ctx, pair.RefreshToken.Reveal()); err != nil {
-			t.Fatal(err)
-		}
-	}
-
-	e.clock.Set(t0)
-	logout(e.login(t, p)) // revoked at t0
-	e.login(t, p)         // expires at t0+1h
-	e.clock.Set(t0.Add(10 * time.Hour))
-	lateExpiry := e.login(t, p) // expires at t0+11h
-	e.clock.Set(t0.Add(30 * time.Hour))
-	live := e.login(t, p)
-	logout(e.login(t, p)) // revoked at t0+30h
-
-	// Retention ends at t0+6h: the two oldest are gone, the rest stay.
-	if n, err := e.svc.Housekeep(ctx); err != nil || n != 2 {
-		t.Fatalf("Housekeep = %d, %v; want 2 families deleted", n, err)
-	}
-	if n, err := e.svc.Housekeep(ctx); err != nil || n != 0 {
-		t.Fatalf("second Housekeep = %d, %v; want nothing left to delete", n, err)
-	}
-	live = e.refresh(t, live.RefreshToken)
-	e.clock.Set(t0.Add(11*time.Hour + retention))
-	if n, err := e.svc.Housekeep(ctx); err != nil || n != 0 {
-		t.Fatalf("Housekeep at the end of retention = %d, %v; want 0", n, err)
-	}
-	e.clock.Set(t0.Add(11*time.Hour + retention + time.Second))
-	if n, err := e.svc.Housekeep(ctx); err != nil || n != 1 {
-		t.Fatalf("Housekeep after lateExpiry's retention = %d, %v; want 1", n, err)
-	}
-	e.refreshFails(t, lateExpiry.RefreshToken)
-
-	// Once the live family has expired and the recent logout is older than
-	// the retention too, both go.
-	e.clock.Set(t0.Add(30*time.Hour + retention + 2*time.Hour))
-	if n, err := e.svc.Housekeep(ctx); err != nil || n != 2 {
-		t.Fatalf("final Housekeep = %d, %v; want the last 2", n, err)
-	}
-}
-
-// TestHousekeepBatches deletes one more dead family than a batch holds.
-func TestHousekeepBatches(t *testing.T) {
-	const dead = 501
-	e := newEnv(t, func(c *envConfig) {
-		c.refresh.TTL, c.refresh.Retention = time.Hour, time.Hour
-		c.synchronous = "OFF" // only speed: nothing here survives a crash
-	})
-	p := e.newPartner(t, "Acme")
-	var wg sync.WaitGroup
-	errs := make(chan error, dead)
-	for range dead {
-		wg.Go(func() {
-			_, err := e.svc.Login(context.Background(), p.apiKey, testAddr)
-			errs <- err
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	e.clock.Advance(90 * time.Minute)
-	live := e.login(t, p)
-	e.clock.Advance(90 * time.Minute) // the first logins expired 2h ago
-	if n, err := e.svc.Housekeep(t.Context()); err != nil || n != dead {
-		t.Fatalf("Housekeep = %d, %v; want %d", n, err, dead)
-	}
-	e.clock.Advance(-time.Hour)
-	e.refresh(t, live.RefreshToken)
-}
-
-// cascadeFreeStore hides the revocations the SQLite store cascades from a
-// revoked key or a disabled owner to its families, as a store that only
-// reports the principal's state would: the service must then refuse the
-// refresh on its own.
+// cascadeFreeStore hides the revocations a store may cascade from a
+// revoked key or a disabled owner to its families' rows (the in-memory
+// store does), as a store that only reports the principal's state would:
+// the service must then refuse the refresh on its own.
 type cascadeFreeStore struct{ tokens.FamilyStore }
 
-func (s cascadeFreeStore) UpdateFamily(ctx context.Context, id string, decide func(f *tokens.Family) (tokens.Change, error)) error {
-	return s.FamilyStore.UpdateFamily(ctx, id, func(f *tokens.Family) (tokens.Change, error) {
+func (s cascadeFreeStore) UpdateFamily(ctx context.Context, id string, seed *tokens.Family, decide func(f *tokens.Family) (tokens.Change, error)) error {
+	return s.FamilyStore.UpdateFamily(ctx, id, seed, func(f *tokens.Family) (tokens.Change, error) {
 		switch f.RevokeReason {
 		case "key_revoked", "company_disabled", "partner_disabled":
 			f.RevokedAt, f.RevokeReason = nil, ""
@@ -732,19 +604,43 @@ func (s cascadeFreeStore) UpdateFamily(ctx context.Context, id string, decide fu
 }
 
 func TestRefreshChecksPrincipalItself(t *testing.T) {
-	e := newEnv(t)
-	ctx := t.Context()
-	svc := tokens.NewService(e.keys, cascadeFreeStore{e.db}, e.jwt, e.master, e.cfg.refresh, e.clock.Now)
-	p := e.newPartner(t, "Acme")
-	pair := e.login(t, p)
-	if _, err := svc.Refresh(ctx, pair.RefreshToken.Reveal(), testAddr); err != nil {
-		t.Fatalf("Refresh through the wrapper: %v", err)
-	}
-	other := e.login(t, p)
-	if err := e.keys.RevokeKey(ctx, keys.Operator, p.Owner(), p.KeyID); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := svc.Refresh(ctx, other.RefreshToken.Reveal(), testAddr); !errors.Is(err, tokens.ErrInvalidRefreshToken) {
-		t.Fatalf("Refresh after the key was revoked = %v, want ErrInvalidRefreshToken", err)
+	eachBackend(t, func(t *testing.T, backend func(*envConfig)) {
+		e := newEnv(t, backend)
+		ctx := t.Context()
+		svc := tokens.NewService(e.keys, cascadeFreeStore{e.db}, e.jwt, e.master, e.cfg.refresh, e.clock.Now)
+		p := e.newPartner(t, "Acme")
+		pair := e.login(t, p)
+		if _, err := svc.Refresh(ctx, pair.RefreshToken.Reveal(), testAddr); err != nil {
+			t.Fatalf("Refresh through the wrapper: %v", err)
+		}
+		fresh := e.login(t, p)                              // no row yet
+		started := e.refresh(t, e.login(t, p).RefreshToken) // a row, which a store may revoke
+		if err := e.keys.RevokeKey(ctx, keys.Operator, p.Owner(), p.KeyID); err != nil {
+			t.Fatal(err)
+		}
+		for name, tok := range map[string]keys.Secret{"first token": fresh.RefreshToken, "later token": started.RefreshToken} {
+			if _, err := svc.Refresh(ctx, tok.Reveal(), testAddr); !errors.Is(err, tokens.ErrInvalidRefreshToken) {
+				t.Fatalf("%s: Refresh after the key was revoked = %v, want ErrInvalidRefreshToken", name, err)
+			}
+		}
+	})
+}
+
+// TestReplayOfAnExpiredAncestorIsReuse: an expired token of a family that
+// has moved on, login token included, is refused and revokes the family,
+// like any other reuse.
+func TestReplayOfAnExpiredAncestorIsReuse(t *testing.T) {
+	for _, s := range starts {
+		t.Run(s.name, func(t *testing.T) {
+			e := newEnv(t, func(c *envConfig) { c.refresh.TTL = time.Hour })
+			stale := s.start(t, e, e.newPartner(t, "Acme"))
+			e.clock.Advance(50 * time.Minute)
+			live := e.refresh(t, stale.RefreshToken)
+			e.clock.Set(stale.RefreshTokenExpiration.Add(time.Minute))
+			e.refreshFails(t, stale.RefreshToken)
+			if f, _ := e.family(t, live.RefreshToken); f.RevokedAt == nil {
+				t.Errorf("replay of an expired ancestor left the family live: %+v", f)
+			}
+		})
 	}
 }

@@ -5,27 +5,69 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
+	"hash"
+	"sync"
 	"time"
 
 	"keygate/keys"
 )
 
-// A refresh token is rt_ + base62(family id | generation | MAC) + checksum.
-// The MAC is an HMAC of family and generation under a key derived from the
-// master key, which never enters the database: the database holds only the
-// family's state, so nothing in it lets a reader use a token, and the token
-// of any generation can be derived again. That is what makes a retry within
-// the grace window return the identical successor.
+// A refresh token is rt_ + base62(payload) + checksum, in one of two forms:
+//
+//   - the first token of a family, handed out by a login (generation 0):
+//     family id | key id | expiry | MAC. It is self-contained: the family
+//     id carries the login's time, the key id names the key and through it
+//     the principal, and the expiry is the token's own. A login therefore
+//     writes nothing; the family's row is created by the first refresh (or
+//     a logout) in the same conditional write that every rotation is.
+//   - every later token (generation 1 and up): family id | generation |
+//     MAC, its state in the family's row.
+//
+// The MAC is an HMAC under a key derived from the master key, which never
+// enters the database: the database holds only each family's state, so
+// nothing in it lets a reader use a token, and the token of any generation
+// can be derived again. That is what makes a retry within the grace window
+// return the identical successor.
 const (
 	familyIDLen = 16
 	genLen      = 4
+	keyIDLen    = 16
+	expiryLen   = 8
 	macLen      = 24 // 192-bit secret
 	refreshLen  = familyIDLen + genLen + macLen
+	firstLen    = familyIDLen + keyIDLen + expiryLen + macLen
 )
+
+// refreshToken is a parsed refresh token whose MAC checked out.
+type refreshToken struct {
+	familyID []byte
+	gen      int64
+	// Of a generation-0 token only:
+	keyID   string
+	expires time.Time
+}
+
+// family is the token's family id as the store keeps it.
+func (t refreshToken) family() string { return hex.EncodeToString(t.familyID) }
+
+// seed is the family a generation-0 token stands for before its row
+// exists: the store fills in the principal from the key.
+func (t refreshToken) seed() *Family {
+	created := familyTime(t.familyID)
+	return &Family{
+		ID:             t.family(),
+		Principal:      keys.Principal{KeyID: t.keyID},
+		CreatedAt:      created,
+		RotatedAt:      created,
+		ExpiresAt:      t.expires,
+		FirstExpiresAt: t.expires,
+	}
+}
 
 // newFamilyID lays out 48 bits of milliseconds then 80 random bits, as
 // UUIDv7 does: new families sort last, so the store appends to its index
-// instead of touching a random page per login. The id is no secret (the
+// instead of touching a random page per family. The id is no secret (the
 // token's MAC is); 80 random bits keep ids of one millisecond apart.
 func newFamilyID(now time.Time) []byte {
 	id := make([]byte, familyIDLen)
@@ -38,41 +80,94 @@ func newFamilyID(now time.Time) []byte {
 	return id
 }
 
+// familyTime is when a family id was made, to the millisecond.
+func familyTime(id []byte) time.Time {
+	var ms uint64
+	for _, b := range id[:6] {
+		ms = ms<<8 | uint64(b)
+	}
+	return time.UnixMilli(int64(ms)).UTC()
+}
+
 // expiry is the earlier of the inactivity and the absolute limit.
-func (s *Service) expiry(f Family, now time.Time) time.Time {
+func (s *Service) expiry(created, now time.Time) time.Time {
 	inactivity := now.Add(s.cfg.TTL)
-	absolute := f.CreatedAt.Add(s.cfg.MaxLifetime)
+	absolute := created.Add(s.cfg.MaxLifetime)
 	if absolute.Before(inactivity) {
 		return absolute
 	}
 	return inactivity
 }
 
+// firstToken is the generation-0 token of a new family.
+func (s *Service) firstToken(familyID, keyID []byte, expires time.Time) keys.Secret {
+	payload := make([]byte, 0, firstLen)
+	payload = append(payload, familyID...)
+	payload = append(payload, keyID...)
+	payload = binary.BigEndian.AppendUint64(payload, uint64(expires.UnixMilli()))
+	payload = append(payload, s.mac(firstDomain, payload)...)
+	return keys.Encode(keys.RefreshTokenPrefix, payload)
+}
+
+// token is the token of generation gen (1 and up) of a family.
 func (s *Service) token(familyID []byte, gen int64) keys.Secret {
 	payload := make([]byte, 0, refreshLen)
 	payload = append(payload, familyID...)
 	payload = binary.BigEndian.AppendUint32(payload, uint32(gen))
-	payload = append(payload, s.mac(familyID, uint32(gen))...)
+	payload = append(payload, s.mac(laterDomain, payload)...)
 	return keys.Encode(keys.RefreshTokenPrefix, payload)
 }
 
-func (s *Service) parse(raw string) (familyID []byte, gen int64, ok bool) {
-	payload, err := keys.Decode(raw, keys.RefreshTokenPrefix, refreshLen)
+// parse checks a refresh token's form, checksum and MAC; ok is false for
+// anything that is not a token this master key made.
+func (s *Service) parse(raw string) (refreshToken, bool) {
+	if payload, err := keys.Decode(raw, keys.RefreshTokenPrefix, refreshLen); err == nil {
+		body := payload[:familyIDLen+genLen]
+		if !hmac.Equal(payload[len(body):], s.mac(laterDomain, body)) {
+			return refreshToken{}, false
+		}
+		gen := int64(binary.BigEndian.Uint32(body[familyIDLen:]))
+		if gen == 0 {
+			return refreshToken{}, false // generation 0 has its own form
+		}
+		return refreshToken{familyID: body[:familyIDLen], gen: gen}, true
+	}
+	payload, err := keys.Decode(raw, keys.RefreshTokenPrefix, firstLen)
 	if err != nil {
-		return nil, 0, false
+		return refreshToken{}, false
 	}
-	familyID = payload[:familyIDLen]
-	g := binary.BigEndian.Uint32(payload[familyIDLen : familyIDLen+genLen])
-	if !hmac.Equal(payload[familyIDLen+genLen:], s.mac(familyID, g)) {
-		return nil, 0, false
+	body := payload[:firstLen-macLen]
+	if !hmac.Equal(payload[len(body):], s.mac(firstDomain, body)) {
+		return refreshToken{}, false
 	}
-	return familyID, int64(g), true
+	return refreshToken{
+		familyID: body[:familyIDLen],
+		keyID:    keys.IDFromBytes("key_", body[familyIDLen:familyIDLen+keyIDLen]),
+		expires:  time.UnixMilli(int64(binary.BigEndian.Uint64(body[familyIDLen+keyIDLen:]))).UTC(),
+	}, true
 }
 
-func (s *Service) mac(familyID []byte, gen uint32) []byte {
-	m := hmac.New(sha256.New, s.macKey)
-	m.Write([]byte("keygate refresh v1"))
-	m.Write(familyID)
-	_ = binary.Write(m, binary.BigEndian, gen)
-	return m.Sum(nil)[:macLen]
+// MAC domains keep the two forms' MACs apart. laterDomain is the one
+// keygate has always used, so tokens issued before the first form existed
+// keep working.
+const (
+	firstDomain = "keygate refresh v1 first"
+	laterDomain = "keygate refresh v1"
+)
+
+// mac is the MAC of body under domain.
+func (s *Service) mac(domain string, body []byte) []byte {
+	m := s.hmacs.Get().(hash.Hash)
+	defer s.hmacs.Put(m)
+	m.Reset()
+	m.Write([]byte(domain))
+	m.Write(body)
+	var sum [sha256.Size]byte
+	return m.Sum(sum[:0])[:macLen]
+}
+
+// newHMACPool keeps HMAC states for reuse: each holds the key's padded
+// blocks, which cost two SHA-256 blocks to make.
+func newHMACPool(key []byte) *sync.Pool {
+	return &sync.Pool{New: func() any { return hmac.New(sha256.New, key) }}
 }

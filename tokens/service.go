@@ -10,6 +10,7 @@ package tokens
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"keygate/keys"
@@ -28,8 +29,10 @@ type Store interface {
 	FamilyStore
 }
 
-// Authenticator audits logins and re-checks principals; keys.Service is one.
+// Authenticator resolves API keys, audits logins and re-checks principals;
+// keys.Service is one.
 type Authenticator interface {
+	Authenticate(ctx context.Context, apiKey string) (keys.Principal, error)
 	RecordLogin(ctx context.Context, p keys.Principal, hint, addr string, ok bool)
 	ActivePrincipal(ctx context.Context, p keys.Principal) (keys.Principal, error)
 }
@@ -59,15 +62,15 @@ type Session struct {
 // Service logs principals in, refreshes and revokes their sessions, and
 // checks their access tokens.
 type Service struct {
-	auth   Authenticator
-	store  FamilyStore
-	jwt    *JWT
-	cfg    RefreshConfig
-	macKey []byte
-	now    func() time.Time
+	auth  Authenticator
+	store FamilyStore
+	jwt   *JWT
+	cfg   RefreshConfig
+	hmacs *sync.Pool // of HMAC states keyed for refresh tokens
+	now   func() time.Time
 }
 
 // NewService wires a Service.
 func NewService(auth Authenticator, store FamilyStore, j *JWT, master MasterKey, cfg RefreshConfig, now func() time.Time) *Service {
-	return &Service{auth: auth, store: store, jwt: j, cfg: cfg, macKey: master.refreshMAC, now: now}
+	return &Service{auth: auth, store: store, jwt: j, cfg: cfg, hmacs: newHMACPool(master.refreshMAC), now: now}
 }

@@ -12,45 +12,45 @@ import (
 	"time"
 )
 
-// rounds is how many slices each measured phase is cut into. The floor and
-// keygate take turns slice by slice (F K K F F K ...), so that both see the
-// same machine, drift included; their ratio is then far steadier than two
-// long runs one after the other.
+// rounds is how many slices each measured phase is cut into. The servers
+// take turns slice by slice, each round in a different order (F K R, K R F,
+// R F K, ...), so that all see the same machine, drift included; their
+// ratios are then far steadier than long runs one after the other.
 const rounds = 6
 
 // settle is the pause after each slice: longer than keygate's audit flush
 // interval (1 s).
 const settle = 1200 * time.Millisecond
 
-// compare warms both targets up, then measures them in interleaved slices
-// adding up to d each.
-func compare(c *http.Client, floor, kg *target, conns int, d time.Duration, setup func(*http.Client, *target, int) (*load, error)) (fr, kr result, err error) {
-	fl, err := setup(c, floor, conns)
-	if err != nil {
-		return result{}, result{}, err
+// compare warms every target up, then measures them in interleaved slices
+// adding up to d each; results are in the order of targets.
+func compare(c *http.Client, targets []*target, conns int, d time.Duration, setup func(*http.Client, *target, int) (*load, error)) ([]result, error) {
+	loads := make([]*load, len(targets))
+	for i, t := range targets {
+		l, err := setup(c, t, conns)
+		if err != nil {
+			return nil, err
+		}
+		loads[i] = l
 	}
-	kl, err := setup(c, kg, conns)
-	if err != nil {
-		return result{}, result{}, err
-	}
-	for _, l := range []*load{fl, kl} {
+	for _, l := range loads {
 		l.run(d / 5)
 		l.reset()
 	}
 	for r := range rounds {
-		order := []*load{fl, kl}
-		if r%2 == 1 {
-			order = []*load{kl, fl}
-		}
-		for _, l := range order {
-			l.run(d / rounds)
+		for i := range loads {
+			loads[(i+r)%len(loads)].run(d / rounds)
 		}
 	}
-	if fr, err = fl.result(); err != nil {
-		return result{}, result{}, err
+	out := make([]result, len(loads))
+	for i, l := range loads {
+		res, err := l.result()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", l.t.name, err)
+		}
+		out[i] = res
 	}
-	kr, err = kl.result()
-	return fr, kr, err
+	return out, nil
 }
 
 // load is one endpoint's workload against one target: a worker per

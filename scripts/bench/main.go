@@ -1,9 +1,11 @@
-// Command bench measures keygate against its floor: the same HTTP stack and
-// token signing with storage in memory. scripts/bench.sh builds and runs it;
-// see BENCHMARKS.md.
+// Command bench measures keygate against its floor (keygate itself over the
+// in-memory store) and a minimal reference handler (Gin, golang-jwt and a
+// map: see reference.go). scripts/bench.sh builds and runs it; see
+// BENCHMARKS.md.
 //
 //	bench run -keygate ./keygate [-duration 10s] [-conns 32] [-companies 1000]
 //	bench floor-server            (started by run; prints its address and a partner key)
+//	bench reference-server        (likewise)
 package main
 
 import (
@@ -19,7 +21,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: bench run|floor-server [flags]")
+		fmt.Fprintln(os.Stderr, "usage: bench run|floor-server|reference-server [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -28,6 +30,8 @@ func main() {
 		err = run(os.Args[2:])
 	case "floor-server":
 		err = floorServer(os.Args[2:])
+	case "reference-server":
+		err = referenceServer(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}
@@ -65,6 +69,7 @@ func run(args []string) error {
 	conns := fs.Int("conns", 32, "concurrent connections")
 	ncompanies := fs.Int("companies", 1000, "companies to seed through the API")
 	out := fs.String("out", "", "also write the table to this file")
+	profile := fs.String("floor-cpuprofile", "", "write a CPU profile of the floor's whole run to this file")
 	seedKeys := fs.Int("seed-keys", 0, "extra partner keys written straight into keygate's database before it starts (scale test)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -79,9 +84,18 @@ func run(args []string) error {
 	}
 	defer os.RemoveAll(dir)
 
-	floor, err := startFloor(self)
+	ref, err := startSelf(self, "reference-server", "reference")
 	if err != nil {
-		return fmt.Errorf("starting floor: %w", err)
+		return fmt.Errorf("starting the reference: %w", err)
+	}
+	defer stop(ref)
+	var floorArgs []string
+	if *profile != "" {
+		floorArgs = append(floorArgs, "-cpuprofile", *profile)
+	}
+	floor, err := startSelf(self, "floor-server", "floor", floorArgs...)
+	if err != nil {
+		return fmt.Errorf("starting the floor: %w", err)
 	}
 	defer stop(floor)
 	if *seedKeys > 0 {
@@ -96,7 +110,8 @@ func run(args []string) error {
 	defer stop(kg)
 
 	client := newClient(*conns)
-	for _, t := range []*target{floor, kg} {
+	targets := []*target{ref, floor, kg}
+	for _, t := range targets {
 		if err := seed(client, t, *ncompanies, *conns); err != nil {
 			return fmt.Errorf("seeding %s: %w", t.name, err)
 		}
@@ -116,8 +131,9 @@ func run(args []string) error {
 	host, _ := os.Hostname()
 	fmt.Fprintf(&table, "%d connections, %s per phase, %d companies seeded, %d extra keys in keygate's database, keygate with database.synchronous=FULL, ES256; machine: %s, %d CPUs\n\n",
 		*conns, *duration, *ncompanies, *seedKeys, host, numCPU())
-	fmt.Fprintln(&table, "| endpoint | server | req/s | p50 | p99 | errors | CPU/req | peak RSS | vs floor: req/s | vs floor: p99 |")
-	fmt.Fprintln(&table, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	fmt.Fprintln(&table, "| endpoint | server | req/s | p50 | p99 | errors | CPU/req | peak RSS | vs floor: req/s | vs floor: p99 | vs reference: req/s | vs reference: p99 |")
+	fmt.Fprintln(&table, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	names := []string{"reference (Gin + map)", "floor (keygate, memory)", "keygate (SQLite)"}
 	for _, ph := range phases {
 		var before int
 		if ph.refresh {
@@ -125,10 +141,11 @@ func run(args []string) error {
 				return err
 			}
 		}
-		fr, kr, err := compare(client, floor, kg, *conns, *duration, ph.setup)
+		res, err := compare(client, targets, *conns, *duration, ph.setup)
 		if err != nil {
 			return err
 		}
+		rr, fr, kr := res[0], res[1], res[2]
 		if ph.refresh {
 			after, err := countFamilies(dir)
 			if err != nil {
@@ -137,17 +154,13 @@ func run(args []string) error {
 			storage = fmt.Sprintf("\nRefresh storage: keygate's refresh_families table held %d rows before the refresh phase and %d after it (%+d), "+
 				"across the phase's %d set-up logins and %d refreshes.\n", before, after, after-before, *conns, kr.Sent)
 		}
-		row := func(name string, r result, ratio bool) {
-			rr, pr := "1.00", "1.00"
-			if ratio {
-				rr = fmt.Sprintf("%.2f", r.rps()/fr.rps())
-				pr = fmt.Sprintf("%.2f", float64(r.P99)/float64(fr.P99))
-			}
-			fmt.Fprintf(&table, "| %s | %s | %.0f | %s | %s | %d | %s | %.0f MiB | %s | %s |\n",
-				ph.name, name, r.rps(), ms(r.P50), ms(r.P99), r.Errors, us(r.CPUPerReq), r.PeakRSSMiB, rr, pr)
+		ratio := func(a, b float64) string { return fmt.Sprintf("%.2f", a/b) }
+		for i, r := range res {
+			fmt.Fprintf(&table, "| %s | %s | %.0f | %s | %s | %d | %s | %.0f MiB | %s | %s | %s | %s |\n",
+				ph.name, names[i], r.rps(), ms(r.P50), ms(r.P99), r.Errors, us(r.CPUPerReq), r.PeakRSSMiB,
+				ratio(r.rps(), fr.rps()), ratio(float64(r.P99), float64(fr.P99)),
+				ratio(r.rps(), rr.rps()), ratio(float64(r.P99), float64(rr.P99)))
 		}
-		row("floor (memory)", fr, false)
-		row("keygate (SQLite)", kr, true)
 	}
 	table.WriteString(storage)
 	fmt.Print(table.String())

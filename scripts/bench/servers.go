@@ -54,8 +54,9 @@ func startKeygate(bin, dir string) (*target, error) {
 	return &target{name: "keygate", cmd: cmd, base: "http://" + addr, partnerKey: minted.APIKey}, nil
 }
 
-func startFloor(self string) (*target, error) {
-	cmd := exec.Command(self, "floor-server")
+// startSelf runs this program's floor-server or reference-server.
+func startSelf(self, command, name string, args ...string) (*target, error) {
+	cmd := exec.Command(self, append([]string{command}, args...)...)
 	var key string
 	addr, err := startAndWait(cmd, func(line string) (string, bool) {
 		if k, ok := strings.CutPrefix(line, "KEY "); ok {
@@ -69,7 +70,7 @@ func startFloor(self string) (*target, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &target{name: "floor", cmd: cmd, base: "http://" + addr, partnerKey: key}, nil
+	return &target{name: name, cmd: cmd, base: "http://" + addr, partnerKey: key}, nil
 }
 
 // startAndWait starts cmd and scans its stdout and stderr until found

@@ -1,0 +1,275 @@
+package keys_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"keygate/keys"
+	"keygate/memstore"
+)
+
+// countingStore is a real store (memstore, which passes the store
+// contract) that counts the reads a cache should spare it, and can hold a
+// key resolution in flight.
+type countingStore struct {
+	*memstore.Store
+	resolves, epochs atomic.Int64
+	hold             chan chan struct{} // when set, ResolveKey waits to be released
+}
+
+func (s *countingStore) ResolveKey(ctx context.Context, d keys.Digest) (keys.ResolvedKey, error) {
+	s.resolves.Add(1)
+	r, err := s.Store.ResolveKey(ctx, d)
+	if s.hold != nil {
+		release := make(chan struct{})
+		s.hold <- release
+		<-release
+	}
+	return r, err
+}
+
+func (s *countingStore) ResolveKeyID(ctx context.Context, id string) (keys.ResolvedKey, error) {
+	s.resolves.Add(1)
+	return s.Store.ResolveKeyID(ctx, id)
+}
+
+func (s *countingStore) KeyEpoch(ctx context.Context) (int64, error) {
+	s.epochs.Add(1)
+	return s.Store.KeyEpoch(ctx)
+}
+
+type manualClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *manualClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *manualClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+func newService(st keys.Store, clk *manualClock) *keys.Service {
+	return keys.NewService(st, nil, clk.Now, slog.New(slog.DiscardHandler))
+}
+
+func TestAuthenticateServesHitsFromTheCache(t *testing.T) {
+	ctx := t.Context()
+	st := &countingStore{Store: memstore.New()}
+	clk := &manualClock{t: time.Date(2026, 6, 26, 8, 0, 0, 0, time.UTC)}
+	svc := newService(st, clk)
+	p, k, err := svc.CreatePartner(ctx, keys.Operator, "Acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 100 {
+		got, err := svc.Authenticate(ctx, k.APIKey.Reveal())
+		if err != nil || got.ID != p.ID || got.KeyID != k.ID || got.Name != "Acme" || got.Kind != keys.KindPartner {
+			t.Fatalf("Authenticate = %+v, %v", got, err)
+		}
+	}
+	if n := st.resolves.Load(); n != 1 {
+		t.Errorf("100 logins with one key read the store %d times, want 1", n)
+	}
+	if n := st.epochs.Load(); n != 1 {
+		t.Errorf("100 logins within %s checked the key epoch %d times, want 1", keys.KeyCheckInterval, n)
+	}
+	// The token check by key id reads nothing more: the login filled it.
+	if got, err := svc.ActivePrincipal(ctx, keys.PrincipalOf(k.ID, keys.PartnerOwner(p.ID), "")); err != nil || got.Name != "Acme" {
+		t.Fatalf("ActivePrincipal = %+v, %v", got, err)
+	}
+	if n := st.resolves.Load(); n != 1 {
+		t.Errorf("ActivePrincipal after a login read the store (%d reads)", n)
+	}
+	// Unknown keys are not remembered: each one is a read.
+	for range 3 {
+		if _, err := svc.Authenticate(ctx, keys.NewAPIKey(keys.PartnerKeyPrefix).Reveal()); !errors.Is(err, keys.ErrInvalidKey) {
+			t.Fatalf("unknown key: %v", err)
+		}
+	}
+	if n := st.resolves.Load(); n != 4 {
+		t.Errorf("three unknown keys: %d reads in all, want 4", n)
+	}
+}
+
+// TestCacheSeesChangesAtOnce: a change through this process is seen by the
+// next login; one through another (here a second Service on the same
+// store, as the CLI is) within keyCheckInterval.
+func TestCacheSeesChangesAtOnce(t *testing.T) {
+	ctx := t.Context()
+	st := memstore.New()
+	clk := &manualClock{t: time.Date(2026, 6, 26, 8, 0, 0, 0, time.UTC)}
+	server, cli := newService(st, clk), newService(st, clk)
+	p, k, err := server.CreatePartner(ctx, keys.Operator, "Acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, co, err := server.CreateCompany(ctx, keys.ActorFor(keys.PrincipalOf(k.ID, keys.PartnerOwner(p.ID), ""), "192.0.2.1"), p.ID, keys.CompanyInput{Name: "Globex"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, err := server.CreateKey(ctx, keys.Operator, keys.PartnerOwner(p.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	login := func(key keys.NewKey) error {
+		_, err := server.Authenticate(ctx, key.APIKey.Reveal())
+		return err
+	}
+	for _, key := range []keys.NewKey{k, k2, co} {
+		if err := login(key); err != nil {
+			t.Fatalf("login: %v", err)
+		}
+	}
+
+	// Through this process: at once.
+	if err := server.RevokeKey(ctx, keys.Operator, keys.PartnerOwner(p.ID), k.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := login(k); !errors.Is(err, keys.ErrInvalidKey) {
+		t.Fatalf("login with a key this process revoked: %v", err)
+	}
+	if err := login(k2); err != nil {
+		t.Fatalf("the partner's other key: %v", err)
+	}
+
+	// Through another process: within keyCheckInterval, and not before the
+	// cache was last checked (the bound the docs state).
+	if err := cli.DisableCompany(ctx, keys.Operator, p.ID, co.Owner.CompanyID()); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(keys.KeyCheckInterval)
+	if err := login(co); !errors.Is(err, keys.ErrInvalidKey) {
+		t.Fatalf("login with a company key another process disabled, %s later: %v", keys.KeyCheckInterval, err)
+	}
+	_, err = server.ActivePrincipal(ctx, keys.PrincipalOf(co.ID, co.Owner, ""))
+	if !errors.Is(err, keys.ErrInactive) {
+		t.Fatalf("token check of a disabled company: %v", err)
+	}
+	if err := cli.DisablePartner(ctx, keys.Operator, p.ID); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(keys.KeyCheckInterval)
+	if err := login(k2); !errors.Is(err, keys.ErrInvalidKey) {
+		t.Fatalf("login of a partner another process disabled: %v", err)
+	}
+}
+
+// TestCacheDropsAReadThatRacedAnInvalidation: a lookup that read the key
+// before a revocation committed must not leave its stale answer behind.
+func TestCacheDropsAReadThatRacedAnInvalidation(t *testing.T) {
+	ctx := t.Context()
+	st := &countingStore{Store: memstore.New()}
+	clk := &manualClock{t: time.Date(2026, 6, 26, 8, 0, 0, 0, time.UTC)}
+	svc := newService(st, clk)
+	p, k, err := svc.CreatePartner(ctx, keys.Operator, "Acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.hold = make(chan chan struct{})
+	done := make(chan error)
+	go func() {
+		_, err := svc.Authenticate(ctx, k.APIKey.Reveal())
+		done <- err
+	}()
+	release := <-st.hold // the lookup has read the key, still active
+	st.hold = nil
+	if err := svc.RevokeKey(ctx, keys.Operator, keys.PartnerOwner(p.ID), k.ID); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatalf("the login that started before the revocation: %v", err)
+	}
+	if _, err := svc.Authenticate(ctx, k.APIKey.Reveal()); !errors.Is(err, keys.ErrInvalidKey) {
+		t.Fatalf("the login after the revocation: %v (a stale read was cached)", err)
+	}
+}
+
+func TestCacheIsBounded(t *testing.T) {
+	ctx := t.Context()
+	st := memstore.New()
+	clk := &manualClock{t: time.Date(2026, 6, 26, 8, 0, 0, 0, time.UTC)}
+	svc := newService(st, clk)
+	keys.SetKeyCacheSize(svc, 10)
+	var all []keys.NewKey
+	for range 25 {
+		_, k, err := svc.CreatePartner(ctx, keys.Operator, "p")
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, k)
+	}
+	for range 3 {
+		for _, k := range all {
+			if _, err := svc.Authenticate(ctx, k.APIKey.Reveal()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := keys.CachedKeys(svc); n > 10 {
+			t.Fatalf("cache holds %d keys, bound 10", n)
+		}
+	}
+}
+
+// TestActivePrincipalChecksEveryClaim: a token's principal must be its
+// key's exactly; any claim that differs is ErrInactive, like a revoked key.
+func TestActivePrincipalChecksEveryClaim(t *testing.T) {
+	ctx := t.Context()
+	st := memstore.New()
+	clk := &manualClock{t: time.Date(2026, 6, 26, 8, 0, 0, 0, time.UTC)}
+	svc := newService(st, clk)
+	newPartner := func(name string) (keys.Partner, keys.NewKey, keys.NewKey) {
+		p, k, err := svc.CreatePartner(ctx, keys.Operator, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, co, err := svc.CreateCompany(ctx, keys.Operator, p.ID, keys.CompanyInput{Name: name + " customer"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p, k, co
+	}
+	_, pk, ck := newPartner("Acme")
+	other, opk, ock := newPartner("Bolt")
+	claims := func(k keys.NewKey) keys.Principal { return keys.PrincipalOf(k.ID, k.Owner, "") }
+	change := func(p keys.Principal, f func(*keys.Principal)) keys.Principal { f(&p); return p }
+
+	for _, k := range []keys.NewKey{pk, ck, opk, ock} {
+		got, err := svc.ActivePrincipal(ctx, claims(k))
+		if err != nil || got.KeyID != k.ID || got.Name == "" {
+			t.Fatalf("ActivePrincipal(%s) = %+v, %v", k.ID, got, err)
+		}
+	}
+	pp, cp := claims(pk), claims(ck)
+	for _, tc := range []struct {
+		name string
+		p    keys.Principal
+	}{
+		{"zero principal", keys.Principal{}},
+		{"unknown key", change(pp, func(p *keys.Principal) { p.KeyID = keys.NewID("key_") })},
+		{"partner key claiming company kind", change(pp, func(p *keys.Principal) { p.Kind = keys.KindCompany })},
+		{"company key claiming partner kind", change(cp, func(p *keys.Principal) { p.Kind, p.ID = keys.KindPartner, p.PartnerID })},
+		{"company key without its company", change(cp, func(p *keys.Principal) { p.Kind, p.ID, p.CompanyID = keys.KindPartner, p.PartnerID, "" })},
+		{"company key with an empty company id", change(cp, func(p *keys.Principal) { p.CompanyID = "" })},
+		{"id not the key's owner", change(pp, func(p *keys.Principal) { p.ID = other.ID })},
+		{"company id not the key's", change(cp, func(p *keys.Principal) { p.ID, p.CompanyID = ock.Owner.CompanyID(), ock.Owner.CompanyID() })},
+		{"partner id not the key's", change(cp, func(p *keys.Principal) { p.PartnerID = other.ID })},
+		{"another partner's key", change(pp, func(p *keys.Principal) { p.KeyID = opk.ID })},
+	} {
+		if _, err := svc.ActivePrincipal(ctx, tc.p); !errors.Is(err, keys.ErrInactive) {
+			t.Errorf("%s: ActivePrincipal = %v, want ErrInactive", tc.name, err)
+		}
+	}
+}
