@@ -24,6 +24,7 @@ func loadConfig(path string) (gateway.Config, error) {
 	v.SetEnvPrefix("KEYGATE")
 	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
 	v.AutomaticEnv()
+	v.AllowEmptyEnv(true) // KEYGATE_ADMIN_ADDR= turns the admin listener off
 
 	if path == "" {
 		path = os.Getenv("KEYGATE_CONFIG")

@@ -20,7 +20,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"keygate/gateway"
-	"keygate/server"
 	"keygate/store"
 	"keygate/tokens"
 )
@@ -37,11 +36,12 @@ type app struct {
 	cfg    gateway.Config
 	log    *slog.Logger
 	stdout io.Writer
+	stderr io.Writer
 }
 
 func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	var configPath string
-	a := &app{stdout: stdout}
+	a := &app{stdout: stdout, stderr: stderr}
 	root := &cobra.Command{
 		Use:           "keygate",
 		Short:         "API-key-to-JWT gateway",
@@ -53,24 +53,13 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 				return err
 			}
 			a.cfg = cfg
-			a.log = newLogger(cfg.Log, stderr)
+			a.log = gateway.NewLogger(cfg.Log, stderr)
 			return nil
 		},
 	}
 	root.PersistentFlags().StringVar(&configPath, "config", "", "config file (default ./config.yaml if present)")
 	root.AddCommand(a.serveCommand(), a.partnerCommand(), a.signingKeyCommand(), a.auditCommand())
 	return root
-}
-
-func newLogger(cfg gateway.LogConfig, w io.Writer) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(cfg.Level)) // validated already
-	opts := &slog.HandlerOptions{Level: level}
-	var h slog.Handler = slog.NewJSONHandler(w, opts)
-	if cfg.Format == "text" {
-		h = slog.NewTextHandler(w, opts)
-	}
-	return slog.New(server.LogHandler(h))
 }
 
 // openStore opens the configured store for a command. Only serve and
@@ -132,6 +121,10 @@ func (a *app) serveCommand() *cobra.Command {
 // serve runs until ctx ends, then drains requests, stops the background
 // jobs, flushes the audit batch and closes the database, in that order.
 func (a *app) serve(ctx context.Context) error {
+	// One line per request: many go out in one write.
+	lw := gateway.NewLogWriter(a.stderr)
+	defer lw.Close()
+	a.log = gateway.NewLogger(a.cfg.Log, lw)
 	st, err := a.openStore(ctx, true)
 	if err != nil {
 		return err
@@ -149,8 +142,16 @@ func (a *app) serve(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	var admin net.Listener
+	if a.cfg.Admin.Addr != "" {
+		if admin, err = net.Listen("tcp", a.cfg.Admin.Addr); err != nil {
+			ln.Close()
+			return fmt.Errorf("admin.addr: %w", err)
+		}
+		a.log.Info("admin listening", "addr", admin.Addr().String(), "pprof", a.cfg.Admin.Pprof)
+	}
 	a.log.Info("keygate listening", "addr", ln.Addr().String(), "database", a.cfg.Database.Path, "algorithm", a.cfg.Tokens.Algorithm)
-	serveErr := gw.Serve(ctx, ln)
+	serveErr := gw.Serve(ctx, ln, admin)
 	if err := st.Close(); err != nil {
 		return fmt.Errorf("closing database: %w", err)
 	}

@@ -52,8 +52,11 @@ func e2eMain(m *testing.M) int {
 }
 
 // e2eEnv is a clean environment: PATH, HOME and the given KEY=value pairs.
+// The admin listener is off unless a test asks for it: parallel servers
+// would all want its fixed default port (a later value of a variable in
+// the list wins).
 func e2eEnv(extra ...string) []string {
-	return append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, extra...)
+	return append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "KEYGATE_ADMIN_ADDR="}, extra...)
 }
 
 // e2eTimestamp is the CLI's and the API's time format.

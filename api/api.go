@@ -9,6 +9,8 @@ package api
 import (
 	"errors"
 	"time"
+
+	"keygate/internal/jsonw"
 )
 
 // TimeLayout is the API's one timestamp format: RFC 3339 in UTC with
@@ -174,4 +176,45 @@ type KeyList struct {
 // Status is the body of GET /health ("ok") and GET /ready ("ready").
 type Status struct {
 	Status string `json:"status"`
+}
+
+// AppendJSON appends r as encoding/json writes it; the server renders the
+// token response, its busiest, this way.
+func (r TokenResponse) AppendJSON(b []byte) []byte {
+	b = append(b, '{')
+	b = jsonw.Key(b, "jwt")
+	b = jsonw.String(b, r.JWT)
+	b = jsonw.Key(b, "expirationDate")
+	b = appendTime(b, r.ExpirationDate)
+	b = jsonw.Key(b, "refreshToken")
+	b = jsonw.String(b, r.RefreshToken)
+	b = jsonw.Key(b, "refreshTokenExpiration")
+	b = appendTime(b, r.RefreshTokenExpiration)
+	return append(b, '}')
+}
+
+// AppendJSON appends m as encoding/json writes it.
+func (m Me) AppendJSON(b []byte) []byte {
+	b = append(b, '{')
+	b = jsonw.Key(b, "type")
+	b = jsonw.String(b, m.Type)
+	b = jsonw.Key(b, "id")
+	b = jsonw.String(b, m.ID)
+	b = jsonw.Key(b, "name")
+	b = jsonw.String(b, m.Name)
+	if m.PartnerID != "" {
+		b = jsonw.Key(b, "partnerId")
+		b = jsonw.String(b, m.PartnerID)
+	}
+	b = jsonw.Key(b, "keyId")
+	b = jsonw.String(b, m.KeyID)
+	b = jsonw.Key(b, "expirationDate")
+	b = appendTime(b, m.ExpirationDate)
+	return append(b, '}')
+}
+
+func appendTime(b []byte, t Time) []byte {
+	b = append(b, '"')
+	b = t.AppendFormat(b)
+	return append(b, '"')
 }

@@ -16,6 +16,7 @@ import (
 // Config is keygate's whole configuration, typed and validated.
 type Config struct {
 	Server    ServerConfig
+	Admin     AdminConfig
 	Database  store.Config
 	Tokens    TokensConfig
 	RateLimit RateLimitConfig
@@ -33,6 +34,13 @@ type ServerConfig struct {
 	WriteTimeout      time.Duration
 	IdleTimeout       time.Duration
 	ShutdownTimeout   time.Duration
+}
+
+// AdminConfig is the operators' listener: metrics and profiling, never
+// the partner-facing one.
+type AdminConfig struct {
+	Addr  string // empty: no admin listener
+	Pprof bool
 }
 
 // TokensConfig is the section on access tokens, refresh tokens and keys.
@@ -87,6 +95,8 @@ var Settings = []Setting{
 	{"server.write_timeout", "15s"},
 	{"server.idle_timeout", "60s"},
 	{"server.shutdown_timeout", "15s"},
+	{"admin.addr", "127.0.0.1:9091"},
+	{"admin.pprof", false},
 	{"database.path", "data/keygate.db"},
 	{"database.synchronous", "FULL"},
 	{"tokens.issuer", "keygate"},
@@ -142,6 +152,10 @@ func Parse(get func(key string) any) (Config, error) {
 		WriteTimeout:      p.duration("server.write_timeout", true),
 		IdleTimeout:       p.duration("server.idle_timeout", true),
 		ShutdownTimeout:   p.duration("server.shutdown_timeout", true),
+	}
+	c.Admin = AdminConfig{
+		Addr:  strings.TrimSpace(p.raw("admin.addr")),
+		Pprof: p.boolean("admin.pprof"),
 	}
 	c.Database = store.Config{
 		Driver:      "sqlite",
@@ -259,6 +273,15 @@ func (p *Problems) duration(key string, positive bool) time.Duration {
 		p.Add(key, fmt.Sprintf("must be positive, got %s", raw))
 	}
 	return d
+}
+
+func (p *Problems) boolean(key string) bool {
+	raw := strings.TrimSpace(p.raw(key))
+	b, err := strconv.ParseBool(raw)
+	if err != nil {
+		p.Add(key, fmt.Sprintf("not true or false: %q", raw))
+	}
+	return b
 }
 
 func (p *Problems) integer(key string) (int, bool) {

@@ -20,6 +20,7 @@ func TestDefaultConfig(t *testing.T) {
 			ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 15 * time.Second,
 			IdleTimeout: 60 * time.Second, ShutdownTimeout: 15 * time.Second,
 		},
+		Admin:    gateway.AdminConfig{Addr: "127.0.0.1:9091"},
 		Database: store.Config{Driver: "sqlite", Path: "data/keygate.db", Synchronous: "FULL"},
 		Tokens: gateway.TokensConfig{
 			Issuer: "keygate", Audience: "r-auth", Algorithm: "ES256",

@@ -7,6 +7,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -144,21 +145,18 @@ func (g *Gateway) housekeep(ctx context.Context) {
 
 var heapGoalOnce sync.Once
 
-// Serve answers HTTP on ln and runs the background jobs until ctx ends,
-// then drains requests within server.shutdown_timeout and stops the jobs
+// Serve answers the API on ln, and the admin endpoints on admin unless it
+// is nil, and runs the background jobs until ctx ends. Then it drains both
+// listeners' requests within server.shutdown_timeout and stops the jobs
 // (flushing the audit batch). The store stays open: the caller closes it
 // after Serve returns.
-func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
+func (g *Gateway) Serve(ctx context.Context, ln, admin net.Listener) error {
 	heapGoalOnce.Do(keepHeapGoal)
-	sc := g.cfg.Server
-	httpServer := &http.Server{
-		Handler:           g.Handler(),
-		ReadHeaderTimeout: sc.ReadHeaderTimeout,
-		ReadTimeout:       sc.ReadTimeout,
-		WriteTimeout:      sc.WriteTimeout,
-		IdleTimeout:       sc.IdleTimeout,
-		MaxHeaderBytes:    headerLimit(sc.MaxHeaderBytes),
-		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+	servers := []*http.Server{g.httpServer(g.Handler())}
+	listeners := []net.Listener{ln}
+	if admin != nil {
+		servers = append(servers, g.httpServer(g.Server.Admin(server.AdminConfig{Pprof: g.cfg.Admin.Pprof})))
+		listeners = append(listeners, admin)
 	}
 	bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	background := make(chan struct{})
@@ -167,25 +165,45 @@ func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 		g.Run(bgCtx)
 	}()
 
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- httpServer.Serve(ln) }()
-	select {
-	case err := <-serveErr: // the listener failed
-		stopBackground()
-		<-background
-		return err
-	case <-ctx.Done():
+	serveErr := make(chan error, len(servers))
+	for i, srv := range servers {
+		go func() { serveErr <- srv.Serve(listeners[i]) }()
 	}
-	g.log.Info("shutting down: draining requests", "timeout", sc.ShutdownTimeout.String())
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sc.ShutdownTimeout)
+	var failed error
+	select {
+	case failed = <-serveErr: // a listener failed
+	case <-ctx.Done():
+		g.log.Info("shutting down: draining requests", "timeout", g.cfg.Server.ShutdownTimeout.String())
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.Server.ShutdownTimeout)
 	defer cancel()
-	shutdownErr := httpServer.Shutdown(shutdownCtx)
+	var drainErr error
+	for _, srv := range servers {
+		drainErr = errors.Join(drainErr, srv.Shutdown(shutdownCtx))
+	}
 	stopBackground()
 	<-background // the recorder flushes its last batch here
-	if shutdownErr != nil {
-		return fmt.Errorf("draining requests: %w", shutdownErr)
+	if failed != nil {
+		return failed
+	}
+	if drainErr != nil {
+		return fmt.Errorf("draining requests: %w", drainErr)
 	}
 	return nil
+}
+
+// httpServer is an http.Server with the configured timeouts and limits.
+func (g *Gateway) httpServer(h http.Handler) *http.Server {
+	sc := g.cfg.Server
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: sc.ReadHeaderTimeout,
+		ReadTimeout:       sc.ReadTimeout,
+		WriteTimeout:      sc.WriteTimeout,
+		IdleTimeout:       sc.IdleTimeout,
+		MaxHeaderBytes:    headerLimit(sc.MaxHeaderBytes),
+		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+	}
 }
 
 // headerLimit turns server.max_header_bytes into http.Server's setting,

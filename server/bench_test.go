@@ -57,3 +57,23 @@ func BenchmarkRefresh(b *testing.B) {
 		rt = decodeInto[tokenPair](b, rec).RefreshToken
 	}
 }
+
+// BenchmarkRefreshParallel refreshes from many goroutines at once, each its
+// own family, so that the store's group commit batches them as under load.
+func BenchmarkRefreshParallel(b *testing.B) {
+	e := newEnv(b)
+	_, apiKey := e.partner("Bench")
+	b.SetParallelism(16)
+	b.RunParallel(func(pb *testing.PB) {
+		rt := e.login(apiKey).RefreshToken
+		for pb.Next() {
+			req := httptest.NewRequest(http.MethodPost, "/api/v1/auth/refresh", strings.NewReader(refreshBody(rt)))
+			req.Header.Set("Content-Type", "application/json")
+			rec := serveBench(b, e, req)
+			if rec.Code != http.StatusOK {
+				b.Fatalf("refresh: %d %s", rec.Code, rec.Body)
+			}
+			rt = decodeInto[tokenPair](b, rec).RefreshToken
+		}
+	})
+}

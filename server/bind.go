@@ -51,33 +51,45 @@ func (s *Server) decode(r *http.Request, dst any) error {
 // decodeStrict accepts exactly one JSON object whose members are the json
 // tags of dst's fields, spelled exactly, each at most once. encoding/json
 // alone would match members case-insensitively, let duplicates overwrite
-// each other and replace invalid UTF-8 silently.
+// each other and replace invalid UTF-8 silently. It reads the body once,
+// decoding each member straight into its field; a member of the wrong type
+// is reported only once the whole object has proved well-formed, so that a
+// malformed body is always "body", whatever its members hold.
 func decodeStrict(body []byte, dst any) error {
 	invalid := func(msg string) error { return &keys.ValidationError{Field: "body", Message: msg} }
 	if !utf8.Valid(body) {
 		return invalid("must be valid UTF-8")
 	}
-	allowed := fieldNames(reflect.TypeOf(dst).Elem())
+	v := reflect.ValueOf(dst).Elem()
+	fields := fieldIndex(v.Type())
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
 		return invalid("must be a JSON object")
 	}
-	seen := make(map[string]bool, len(allowed))
+	var seen uint64 // fields already decoded, by index
+	var typeErr error
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
 			return invalid("must be a well-formed JSON object")
 		}
 		name, _ := tok.(string)
-		if !allowed[name] {
+		f, ok := fields[name]
+		if !ok {
 			return &keys.ValidationError{Field: truncate(name), Message: "unknown field"}
 		}
-		if seen[name] {
+		if seen&(1<<f.index) != 0 {
 			return &keys.ValidationError{Field: name, Message: "duplicate field"}
 		}
-		seen[name] = true
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
+		seen |= 1 << f.index
+		err = dec.Decode(v.Field(f.index).Addr().Interface())
+		var ute *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &ute):
+			if typeErr == nil {
+				typeErr = &keys.ValidationError{Field: name, Message: "must be a " + jsonType(f.typ)}
+			}
+		case err != nil:
 			return invalid("must be a well-formed JSON object")
 		}
 	}
@@ -87,31 +99,34 @@ func decodeStrict(body []byte, dst any) error {
 	if _, err := dec.Token(); err != io.EOF {
 		return invalid("must hold exactly one JSON object")
 	}
-	if err := json.Unmarshal(body, dst); err != nil {
-		var typeErr *json.UnmarshalTypeError
-		if errors.As(err, &typeErr) && typeErr.Field != "" {
-			return &keys.ValidationError{Field: typeErr.Field, Message: "must be a " + jsonType(typeErr.Type)}
-		}
-		return invalid("must be a well-formed JSON object")
-	}
-	return nil
+	return typeErr
 }
 
-var fieldCache sync.Map // reflect.Type -> map[string]bool
+type field struct {
+	index int
+	typ   reflect.Type
+}
 
-func fieldNames(t reflect.Type) map[string]bool {
+var fieldCache sync.Map // reflect.Type -> map[string]field
+
+// fieldIndex maps a request type's json member names to its fields. A
+// request type has at most 64 fields (decodeStrict tracks them in a word).
+func fieldIndex(t reflect.Type) map[string]field {
 	if v, ok := fieldCache.Load(t); ok {
-		return v.(map[string]bool)
+		return v.(map[string]field)
 	}
-	names := make(map[string]bool, t.NumField())
+	if t.NumField() > 64 {
+		panic("server: a request type has more than 64 fields")
+	}
+	fields := make(map[string]field, t.NumField())
 	for i := range t.NumField() {
 		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
 		if name != "" && name != "-" {
-			names[name] = true
+			fields[name] = field{index: i, typ: t.Field(i).Type}
 		}
 	}
-	fieldCache.Store(t, names)
-	return names
+	fieldCache.Store(t, fields)
+	return fields
 }
 
 func jsonType(t reflect.Type) string {

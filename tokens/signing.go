@@ -99,6 +99,7 @@ type signingKey struct {
 	private     crypto.Signer // nil for HS256
 	public      crypto.PublicKey
 	hmac        []byte
+	header      string // the JWT header of tokens it signs, encoded
 	activatesAt time.Time
 	retiresAt   time.Time // zero while no successor is scheduled
 	jwk         map[string]string
@@ -198,7 +199,8 @@ func (k *Keyring) Load(ctx context.Context) error {
 	var signers []signingKey
 	if k.cfg.Algorithm == HS256 {
 		sum := sha256.Sum256([]byte(k.cfg.HMACSecret))
-		signers = []signingKey{{kid: "hs256-" + hex.EncodeToString(sum[:8]), alg: HS256, hmac: []byte(k.cfg.HMACSecret)}}
+		kid := "hs256-" + hex.EncodeToString(sum[:8])
+		signers = []signingKey{{kid: kid, alg: HS256, hmac: []byte(k.cfg.HMACSecret), header: encodedHeader(HS256, kid)}}
 	} else {
 		recs, err := k.store.ListSigningKeys(ctx)
 		if err != nil {
@@ -308,6 +310,7 @@ func (k *Keyring) open(r SigningKeyRecord) (signingKey, error) {
 		return signingKey{}, err
 	}
 	sk.jwk["kid"], sk.jwk["alg"], sk.jwk["use"] = r.KID, r.Algorithm, "sig"
+	sk.header = encodedHeader(r.Algorithm, r.KID)
 	return sk, nil
 }
 
@@ -350,6 +353,13 @@ func signingMethod(alg string) jwt.SigningMethod {
 		return nil
 	}
 	return jwt.GetSigningMethod(alg)
+}
+
+// encodedHeader is the JWT header of every token a key signs, base64url
+// encoded once: the members golang-jwt would write, in its order.
+func encodedHeader(alg, kid string) string {
+	h, _ := json.Marshal(map[string]string{"alg": alg, "kid": kid, "typ": TokenType})
+	return base64.RawURLEncoding.EncodeToString(h)
 }
 
 func sealAAD(r SigningKeyRecord) []byte { return []byte(r.KID + "/" + r.Algorithm) }

@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"flag"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -17,7 +16,6 @@ import (
 	"keygate/gateway"
 	"keygate/keys"
 	"keygate/memstore"
-	"keygate/server"
 	"keygate/tokens"
 )
 
@@ -45,10 +43,11 @@ func floorServer(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	// Info, like keygate's default: the floor pays for the same access log.
-	log := slog.New(server.LogHandler(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})))
-
 	cfg := gateway.DefaultConfig()
+	// keygate's default logging: the floor pays for the same access log.
+	lw := gateway.NewLogWriter(os.Stderr)
+	defer lw.Close()
+	log := gateway.NewLogger(cfg.Log, lw)
 	cfg.RateLimit = gateway.RateLimitConfig{MaxTracked: cfg.RateLimit.MaxTracked} // lifted, as for keygate
 	secret := make([]byte, 32)
 	_, _ = rand.Read(secret)
@@ -69,5 +68,5 @@ func floorServer(args []string) error {
 		return err
 	}
 	fmt.Printf("KEY %s\nADDR %s\n", key.APIKey.Reveal(), ln.Addr())
-	return gw.Serve(ctx, ln)
+	return gw.Serve(ctx, ln, nil)
 }

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -46,6 +47,7 @@ type target struct {
 	name       string
 	cmd        *exec.Cmd
 	base       string
+	admin      string // keygate's admin listener
 	partnerKey string
 	companies  []string // company API keys
 }
@@ -70,6 +72,8 @@ func run(args []string) error {
 	ncompanies := fs.Int("companies", 1000, "companies to seed through the API")
 	out := fs.String("out", "", "also write the table to this file")
 	profile := fs.String("floor-cpuprofile", "", "write a CPU profile of the floor's whole run to this file")
+	kgProfile := fs.String("keygate-cpuprofile", "", "write a CPU profile of keygate during one phase (-profile-phase) to this file")
+	profilePhase := fs.String("profile-phase", "refresh", "the phase -keygate-cpuprofile covers: login, refresh or me")
 	seedKeys := fs.Int("seed-keys", 0, "extra partner keys written straight into keygate's database before it starts (scale test)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -141,7 +145,17 @@ func run(args []string) error {
 				return err
 			}
 		}
+		var profiled chan error
+		if *kgProfile != "" && strings.Contains(ph.name, "/auth/"+*profilePhase) {
+			profiled = make(chan error, 1)
+			go func() { profiled <- fetchProfile(kg, *kgProfile, phaseLength(len(targets), *duration)) }()
+		}
 		res, err := compare(client, targets, *conns, *duration, ph.setup)
+		if profiled != nil {
+			if perr := <-profiled; perr != nil {
+				return fmt.Errorf("profiling keygate: %w", perr)
+			}
+		}
 		if err != nil {
 			return err
 		}

@@ -7,6 +7,8 @@ import (
 	"bytes"
 	"database/sql"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -53,4 +55,34 @@ func peakRSS(pid int) float64 {
 		}
 	}
 	return 0
+}
+
+// phaseLength is about how long compare runs for n targets.
+func phaseLength(n int, d time.Duration) time.Duration {
+	return time.Duration(n)*(d/5+d+rounds*settle) - time.Second
+}
+
+// fetchProfile writes a CPU profile of t's next d to path, through its
+// admin listener's /debug/pprof/profile; at most 14 s, under keygate's
+// default server.write_timeout (15 s), which pprof honours.
+func fetchProfile(t *target, path string, d time.Duration) error {
+	d = min(d, 14*time.Second)
+	c := &http.Client{Timeout: d + 30*time.Second}
+	resp, err := c.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", t.admin, int(d.Seconds())))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("status %d", resp.StatusCode)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

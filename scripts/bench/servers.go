@@ -23,6 +23,8 @@ func startKeygate(bin, dir string) (*target, error) {
 	env := append(os.Environ(),
 		"KEYGATE_DATABASE_PATH="+filepath.Join(dir, "keygate.db"),
 		"KEYGATE_SERVER_ADDR=127.0.0.1:0",
+		"KEYGATE_ADMIN_ADDR=127.0.0.1:0",
+		"KEYGATE_ADMIN_PPROF=true",
 		"KEYGATE_LOG_LEVEL=warn",
 		"KEYGATE_RATELIMIT_LOGIN_FAILURES_PER_MINUTE=0",
 		"KEYGATE_RATELIMIT_LOGIN_PER_KEY_PER_MINUTE=0",
@@ -41,17 +43,23 @@ func startKeygate(bin, dir string) (*target, error) {
 	}
 	cmd := exec.Command(bin, "serve")
 	cmd.Env, cmd.Dir = append(env, "KEYGATE_LOG_LEVEL=info"), dir // the default, access log included
+	var admin string
 	addr, err := startAndWait(cmd, func(line string) (string, bool) {
 		var rec struct{ Msg, Addr string }
-		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "keygate listening" {
-			return rec.Addr, true
+		if json.Unmarshal([]byte(line), &rec) == nil {
+			switch rec.Msg {
+			case "admin listening":
+				admin = rec.Addr
+			case "keygate listening":
+				return rec.Addr, true
+			}
 		}
 		return "", false
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &target{name: "keygate", cmd: cmd, base: "http://" + addr, partnerKey: minted.APIKey}, nil
+	return &target{name: "keygate", cmd: cmd, base: "http://" + addr, admin: "http://" + admin, partnerKey: minted.APIKey}, nil
 }
 
 // startSelf runs this program's floor-server or reference-server.

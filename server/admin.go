@@ -1,0 +1,37 @@
+package server
+
+import (
+	"net/http"
+	"net/http/pprof"
+
+	"github.com/gin-gonic/gin"
+)
+
+// AdminConfig configures the operators' listener.
+type AdminConfig struct {
+	// Pprof serves /debug/pprof/: profiles expose memory contents, so only
+	// when an operator asks for them.
+	Pprof bool
+}
+
+// Admin returns the handler of the admin listener: operators' endpoints
+// that must never face partners. Everything else is 404 in the error
+// shape.
+func (s *Server) Admin(cfg AdminConfig) http.Handler {
+	e := gin.New()
+	e.HandleMethodNotAllowed = false
+	e.RedirectTrailingSlash = false
+	e.RedirectFixedPath = false
+	e.Use(s.recovery, s.headers)
+	e.NoRoute(func(c *gin.Context) { s.fail(c, errNoRoute) })
+	if cfg.Pprof {
+		e.GET("/debug/pprof/", gin.WrapF(pprof.Index))
+		e.GET("/debug/pprof/cmdline", gin.WrapF(pprof.Cmdline))
+		e.GET("/debug/pprof/profile", gin.WrapF(pprof.Profile))
+		e.GET("/debug/pprof/symbol", gin.WrapF(pprof.Symbol))
+		e.POST("/debug/pprof/symbol", gin.WrapF(pprof.Symbol))
+		e.GET("/debug/pprof/trace", gin.WrapF(pprof.Trace))
+		e.GET("/debug/pprof/:profile", func(c *gin.Context) { pprof.Handler(c.Param("profile")).ServeHTTP(c.Writer, c.Request) })
+	}
+	return e
+}
