@@ -20,7 +20,7 @@ func (d *DB) FailCommits(code sqlite3.ErrNo) {
 // SetMaxPageCount caps the database file, so that writes needing a new page
 // fail with a real SQLITE_FULL.
 func (d *DB) SetMaxPageCount(ctx context.Context, n int) error {
-	return d.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	return d.do(ctx, func(ctx context.Context, tx *wtx) error {
 		_, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA max_page_count = %d", n))
 		return err
 	})
@@ -40,7 +40,7 @@ func (d *DB) Pragmas(ctx context.Context, names ...string) (writer, reader map[s
 		}
 		return out, nil
 	}
-	err = d.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err = d.do(ctx, func(ctx context.Context, tx *wtx) error {
 		var err error
 		writer, err = read(func(q string) *sql.Row { return tx.QueryRowContext(ctx, q) })
 		return err

@@ -16,8 +16,8 @@ import (
 // rotate the same generation in between.
 func (d *DB) UpdateFamily(ctx context.Context, id string, seed *tokens.Family, decide func(f *tokens.Family) (tokens.Change, error)) error {
 	var decision error
-	err := d.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		f, err := readFamily(ctx, tx.StmtContext(ctx, d.wstmts.readFamily), id)
+	err := d.doLazy(ctx, func(ctx context.Context, tx *wtx) error {
+		f, err := readFamily(ctx, d.wstmts.readFamily, id)
 		exists := err == nil
 		switch {
 		case errors.Is(err, keys.ErrNotFound) && seed != nil:
@@ -34,6 +34,11 @@ func (d *DB) UpdateFamily(ctx context.Context, id string, seed *tokens.Family, d
 		read := f.Generation
 		change, derr := decide(&f)
 		decision = derr
+		if change.Write && len(change.Audit) > 0 {
+			if err := tx.savepoint(ctx); err != nil { // two writes: both or neither
+				return err
+			}
+		}
 		if change.Write {
 			if err := d.writeFamily(ctx, tx, f, exists, read); err != nil {
 				return err
@@ -49,10 +54,10 @@ func (d *DB) UpdateFamily(ctx context.Context, id string, seed *tokens.Family, d
 
 // seedFamily is the family of a generation-0 token without a row yet: the
 // seed, with the principal of the key it names.
-func (d *DB) seedFamily(ctx context.Context, tx *sql.Tx, id string, f tokens.Family) (tokens.Family, error) {
+func (d *DB) seedFamily(ctx context.Context, tx *wtx, id string, f tokens.Family) (tokens.Family, error) {
 	var partnerID, companyID string
 	var active bool
-	err := tx.StmtContext(ctx, d.wstmts.keyOwner).QueryRowContext(ctx, f.Principal.KeyID).Scan(&partnerID, &companyID, &active)
+	err := d.wstmts.keyOwner.QueryRowContext(ctx, f.Principal.KeyID).Scan(&partnerID, &companyID, &active)
 	if errors.Is(err, sql.ErrNoRows) {
 		return tokens.Family{}, keys.ErrNotFound
 	}
@@ -72,12 +77,12 @@ func (d *DB) seedFamily(ctx context.Context, tx *sql.Tx, id string, f tokens.Fam
 
 // keyActive reports whether a family's key may still act, through the
 // writer's exact cache.
-func (d *DB) keyActive(ctx context.Context, tx *sql.Tx, p keys.Principal) (bool, error) {
+func (d *DB) keyActive(ctx context.Context, tx *wtx, p keys.Principal) (bool, error) {
 	if active, ok := d.keyCache.activeKey[p.KeyID]; ok {
 		return active, nil
 	}
 	var active bool
-	err := tx.StmtContext(ctx, d.wstmts.keyActive).QueryRowContext(ctx, p.KeyID, p.PartnerID, p.CompanyID).Scan(&active)
+	err := d.wstmts.keyActive.QueryRowContext(ctx, p.KeyID, p.PartnerID, p.CompanyID).Scan(&active)
 	if errors.Is(err, sql.ErrNoRows) {
 		active = false
 	} else if err != nil {
@@ -89,16 +94,16 @@ func (d *DB) keyActive(ctx context.Context, tx *sql.Tx, p keys.Principal) (bool,
 
 // writeFamily inserts f's row, or updates it if it is still at generation
 // read.
-func (d *DB) writeFamily(ctx context.Context, tx *sql.Tx, f tokens.Family, exists bool, read int64) error {
+func (d *DB) writeFamily(ctx context.Context, tx *wtx, f tokens.Family, exists bool, read int64) error {
 	if !exists {
 		p := f.Principal
-		_, err := tx.StmtContext(ctx, d.wstmts.insertFamily).ExecContext(ctx,
+		_, err := d.wstmts.insertFamily.ExecContext(ctx,
 			f.ID, p.KeyID, string(p.Kind), p.ID, p.PartnerID, nullString(p.CompanyID),
 			ms(f.CreatedAt), f.Generation, ms(f.RotatedAt), ms(f.ExpiresAt), nullTime(f.ParentExpiresAt),
 			nullTime(f.FirstExpiresAt), nullMS(f.RevokedAt), nullString(f.RevokeReason))
 		return err
 	}
-	res, err := tx.StmtContext(ctx, d.wstmts.updateFamily).ExecContext(ctx,
+	res, err := d.wstmts.updateFamily.ExecContext(ctx,
 		f.Generation, ms(f.RotatedAt), ms(f.ExpiresAt), nullTime(f.ParentExpiresAt), nullMS(f.RevokedAt), nullString(f.RevokeReason),
 		f.ID, read)
 	if err != nil {
@@ -112,13 +117,13 @@ func (d *DB) writeFamily(ctx context.Context, tx *sql.Tx, f tokens.Family, exist
 
 func readFamily(ctx context.Context, st *sql.Stmt, id string) (tokens.Family, error) {
 	var f tokens.Family
-	var kind, companyID string
-	var created, rotated, expires int64
-	var parentExpires, firstExpires, revoked sql.NullInt64
-	var reason sql.NullString
+	var kind string
+	// NULL times come back as 0 (no time is the epoch itself), which scans
+	// into plain int64s: a refresh reads this row every time.
+	var created, rotated, expires, parentExpires, firstExpires, revoked int64
 	err := st.QueryRowContext(ctx, id).Scan(
-		&f.Principal.KeyID, &kind, &f.Principal.ID, &f.Principal.PartnerID, &companyID,
-		&created, &f.Generation, &rotated, &expires, &parentExpires, &firstExpires, &revoked, &reason)
+		&f.Principal.KeyID, &kind, &f.Principal.ID, &f.Principal.PartnerID, &f.Principal.CompanyID,
+		&created, &f.Generation, &rotated, &expires, &parentExpires, &firstExpires, &revoked, &f.RevokeReason)
 	if errors.Is(err, sql.ErrNoRows) {
 		return tokens.Family{}, keys.ErrNotFound
 	}
@@ -126,16 +131,22 @@ func readFamily(ctx context.Context, st *sql.Stmt, id string) (tokens.Family, er
 		return tokens.Family{}, err
 	}
 	f.ID = id
-	f.Principal.Kind, f.Principal.CompanyID = keys.Kind(kind), companyID
+	f.Principal.Kind = keys.Kind(kind)
 	f.CreatedAt, f.RotatedAt, f.ExpiresAt = fromMS(created), fromMS(rotated), fromMS(expires)
-	if parentExpires.Valid {
-		f.ParentExpiresAt = fromMS(parentExpires.Int64)
+	f.ParentExpiresAt, f.FirstExpiresAt = fromZeroMS(parentExpires), fromZeroMS(firstExpires)
+	if revoked != 0 {
+		at := fromMS(revoked)
+		f.RevokedAt = &at
 	}
-	if firstExpires.Valid {
-		f.FirstExpiresAt = fromMS(firstExpires.Int64)
-	}
-	f.RevokedAt, f.RevokeReason = fromNullMS(revoked), reason.String
 	return f, nil
+}
+
+// fromZeroMS is fromMS, with 0 (a NULL read back as 0) the zero time.
+func fromZeroMS(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return fromMS(v)
 }
 
 // DeleteFamilies implements tokens.FamilyStore.
@@ -144,7 +155,7 @@ func (d *DB) DeleteFamilies(ctx context.Context, before time.Time, limit int) (i
 		return 0, nil
 	}
 	var n int64
-	err := d.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := d.do(ctx, func(ctx context.Context, tx *wtx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM refresh_families WHERE id IN (
 				SELECT id FROM refresh_families WHERE expires_at < ?1 AND COALESCE(first_expires_at, 0) < ?1
 				UNION
@@ -170,18 +181,25 @@ func nullTime(t time.Time) sql.NullInt64 {
 // the writer's connection.
 type writeStmts struct {
 	stmts
-	savepoint, release, dataVersion        *sql.Stmt
+	begin, commit, rollback                *sql.Stmt
+	savepoint, release, rollbackOp         *sql.Stmt
+	dataVersion                            *sql.Stmt
 	readFamily, insertFamily, updateFamily *sql.Stmt
 	keyActive, keyOwner                    *sql.Stmt
 }
 
-func (s *writeStmts) prepare(ctx context.Context, db *sql.DB) error {
+func (s *writeStmts) prepare(ctx context.Context, db preparer) error {
 	prep := s.stmts.preparer(ctx, db)
+	s.begin = prep(`BEGIN IMMEDIATE`)
+	s.commit = prep(`COMMIT`)
+	s.rollback = prep(`ROLLBACK`)
 	s.savepoint = prep(`SAVEPOINT op`)
 	s.release = prep(`RELEASE op`)
+	s.rollbackOp = prep(`ROLLBACK TO op`)
 	s.dataVersion = prep(`PRAGMA data_version`)
 	s.readFamily = prep(`SELECT key_id, kind, principal_id, partner_id, COALESCE(company_id, ''),
-			created_at, generation, rotated_at, expires_at, parent_expires_at, first_expires_at, revoked_at, revoke_reason
+			created_at, generation, rotated_at, expires_at, COALESCE(parent_expires_at, 0), COALESCE(first_expires_at, 0),
+			COALESCE(revoked_at, 0), COALESCE(revoke_reason, '')
 		FROM refresh_families WHERE id = ?`)
 	s.insertFamily = prep(`INSERT INTO refresh_families
 		(id, key_id, kind, principal_id, partner_id, company_id, created_at, generation, rotated_at, expires_at,

@@ -35,9 +35,9 @@ func (c *keyCache) setActive(keyID string, active bool) {
 
 // sync forgets everything if another connection has committed since the
 // last batch. It runs first in every batch transaction.
-func (c *keyCache) sync(ctx context.Context, tx *sql.Tx, st *sql.Stmt) error {
+func (c *keyCache) sync(ctx context.Context, st *sql.Stmt) error {
 	var v int64
-	if err := tx.StmtContext(ctx, st).QueryRowContext(ctx).Scan(&v); err != nil {
+	if err := st.QueryRowContext(ctx).Scan(&v); err != nil {
 		return err
 	}
 	if v != c.dataVersion || c.activeKey == nil {

@@ -54,7 +54,12 @@ func TestKeyCacheSync(t *testing.T) {
 		t.Cleanup(func() { db.Close() })
 		return db
 	}
-	writer, other := conn(), conn()
+	writerDB, other := conn(), conn()
+	writer, err := writerDB.Conn(ctx) // the writer holds its one connection, as DB does
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer writer.Close()
 	if _, err := writer.ExecContext(ctx, `CREATE TABLE t (x INTEGER)`); err != nil {
 		t.Fatal(err)
 	}
@@ -67,23 +72,21 @@ func TestKeyCacheSync(t *testing.T) {
 	var c keyCache
 	batch := func(what string, write bool) {
 		t.Helper()
-		tx, err := writer.BeginTx(ctx, nil)
-		if err != nil {
-			t.Fatal(err)
+		exec := func(q string) {
+			t.Helper()
+			if _, err := writer.ExecContext(ctx, q); err != nil {
+				t.Fatalf("%s: %s: %v", what, q, err)
+			}
 		}
-		if err := c.sync(ctx, tx, st); err != nil {
-			tx.Rollback()
+		exec(`BEGIN IMMEDIATE`)
+		if err := c.sync(ctx, st); err != nil {
+			exec(`ROLLBACK`)
 			t.Fatalf("%s: sync: %v", what, err)
 		}
 		if write {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO t VALUES (1)`); err != nil {
-				tx.Rollback()
-				t.Fatal(err)
-			}
+			exec(`INSERT INTO t VALUES (1)`)
 		}
-		if err := tx.Commit(); err != nil {
-			t.Fatal(err)
-		}
+		exec(`COMMIT`)
 	}
 	cached := func() bool { _, ok := c.activeKey["key_1"]; return ok }
 

@@ -15,7 +15,7 @@ func (d *DB) CreatePartner(ctx context.Context, p keys.Partner, k keys.Key, dige
 	if k.Owner != keys.PartnerOwner(p.ID) {
 		return keys.ErrWrongOwner
 	}
-	return d.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	return d.do(ctx, func(ctx context.Context, tx *wtx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO partners (id, name, status, created_at) VALUES (?, ?, ?, ?)`,
 			p.ID, p.Name, p.Status, ms(p.CreatedAt)); err != nil {
 			return err
@@ -49,7 +49,7 @@ func (d *DB) ListPartners(ctx context.Context) ([]keys.Partner, error) {
 
 // DisablePartner implements keys.Store. Disabling twice is not an error.
 func (d *DB) DisablePartner(ctx context.Context, id string, at time.Time, ev keys.AuditEvent) error {
-	return d.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	return d.do(ctx, func(ctx context.Context, tx *wtx) error {
 		d.keyCache.forget()
 		res, err := tx.ExecContext(ctx, `UPDATE partners SET status = 'disabled', disabled_at = ? WHERE id = ? AND status = 'active'`, ms(at), id)
 		if err != nil {
@@ -72,7 +72,7 @@ func (d *DB) CreateCompany(ctx context.Context, c keys.Company, k keys.Key, dige
 	if k.Owner != keys.CompanyOwner(c.PartnerID, c.ID) {
 		return keys.ErrWrongOwner
 	}
-	return d.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	return d.do(ctx, func(ctx context.Context, tx *wtx) error {
 		if err := activeOwner(ctx, tx, keys.PartnerOwner(c.PartnerID)); err != nil {
 			return err
 		}
@@ -137,7 +137,7 @@ func (d *DB) ListCompanies(ctx context.Context, partnerID string, page keys.Page
 
 // DisableCompany implements keys.Store.
 func (d *DB) DisableCompany(ctx context.Context, partnerID, id string, at time.Time, ev keys.AuditEvent) error {
-	return d.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	return d.do(ctx, func(ctx context.Context, tx *wtx) error {
 		d.keyCache.forget()
 		res, err := tx.ExecContext(ctx, `UPDATE companies SET status = 'disabled', disabled_at = ? WHERE partner_id = ? AND id = ? AND status = 'active'`, ms(at), partnerID, id)
 		if err != nil {
@@ -155,7 +155,7 @@ func (d *DB) DisableCompany(ctx context.Context, partnerID, id string, at time.T
 
 // CreateKey implements keys.Store.
 func (d *DB) CreateKey(ctx context.Context, k keys.Key, digest keys.Digest, ev keys.AuditEvent) error {
-	return d.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	return d.do(ctx, func(ctx context.Context, tx *wtx) error {
 		if err := activeOwner(ctx, tx, k.Owner); err != nil {
 			return err
 		}
@@ -214,7 +214,7 @@ func (d *DB) RevokeKey(ctx context.Context, o keys.Owner, keyID string, at time.
 	if !ok {
 		return keys.ErrNotFound
 	}
-	return d.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	return d.do(ctx, func(ctx context.Context, tx *wtx) error {
 		d.keyCache.forget()
 		res, err := tx.ExecContext(ctx, `UPDATE api_keys SET revoked_at = ? WHERE id = ? AND `+where+` AND revoked_at IS NULL`,
 			append([]any{ms(at), keyID}, args...)...)
@@ -233,7 +233,7 @@ func (d *DB) RevokeKey(ctx context.Context, o keys.Owner, keyID string, at time.
 
 // RecordUsage implements keys.Store.
 func (d *DB) RecordUsage(ctx context.Context, lastUsed map[string]time.Time, evs []keys.AuditEvent) error {
-	return d.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	return d.do(ctx, func(ctx context.Context, tx *wtx) error {
 		if len(lastUsed) > 0 {
 			st, err := tx.PrepareContext(ctx, `UPDATE api_keys SET last_used_at = MAX(COALESCE(last_used_at, 0), ?) WHERE id = ?`)
 			if err != nil {
@@ -271,13 +271,13 @@ func (d *DB) ListAudit(ctx context.Context, since time.Time) ([]keys.AuditEvent,
 	return out, mapErr(rows.Err())
 }
 
-func insertKey(ctx context.Context, tx *sql.Tx, k keys.Key, digest keys.Digest) error {
+func insertKey(ctx context.Context, tx *wtx, k keys.Key, digest keys.Digest) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO api_keys (id, digest, hint, partner_id, company_id, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
 		k.ID, digest[:], k.Hint, k.Owner.PartnerID(), companyColumn(k.Owner), ms(k.CreatedAt))
 	return err
 }
 
-func insertAudit(ctx context.Context, tx *sql.Tx, evs []keys.AuditEvent) error {
+func insertAudit(ctx context.Context, tx *wtx, evs []keys.AuditEvent) error {
 	if len(evs) == 0 {
 		return nil
 	}
@@ -308,7 +308,7 @@ func companyColumn(o keys.Owner) any {
 // activeOwner checks that a partner, or a company of it, exists
 // (keys.ErrNotFound) and may act (keys.ErrDisabled): a company of a
 // disabled partner is as disabled as the partner.
-func activeOwner(ctx context.Context, tx *sql.Tx, o keys.Owner) error {
+func activeOwner(ctx context.Context, tx *wtx, o keys.Owner) error {
 	var status string
 	var err error
 	switch o.Kind() {
@@ -334,7 +334,7 @@ func activeOwner(ctx context.Context, tx *sql.Tx, o keys.Owner) error {
 }
 
 // existsOr returns nil if the query finds a row and keys.ErrNotFound if not.
-func existsOr(ctx context.Context, tx *sql.Tx, q string, args ...any) error {
+func existsOr(ctx context.Context, tx *wtx, q string, args ...any) error {
 	var one int
 	err := tx.QueryRowContext(ctx, q, args...).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {

@@ -34,15 +34,21 @@ type Options struct {
 	Synchronous string // FULL by default
 	Logger      *slog.Logger
 	Now         func() time.Time // time.Now by default
+	// OnCommit, if set, learns of every group commit: how many writes it
+	// carried, how long it took, and its error (metrics use it). It runs
+	// on the writer: it must be quick.
+	OnCommit func(writes int, took time.Duration, err error)
 }
 
 // DB is an open keygate database: one writer connection owned by one
 // goroutine, and a pool of query-only connections for reads.
 type DB struct {
-	write *sql.DB
-	read  *sql.DB
-	log   *slog.Logger
-	now   func() time.Time
+	write    *sql.DB
+	conn     *sql.Conn // write's one connection, the writer goroutine's alone
+	read     *sql.DB
+	log      *slog.Logger
+	now      func() time.Time
+	onCommit func(writes int, took time.Duration, err error)
 
 	ops     chan *writeOp
 	quit    chan struct{}
@@ -95,12 +101,13 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 	write.SetConnMaxIdleTime(0)
 
 	d := &DB{
-		write:   write,
-		log:     opts.Logger,
-		now:     opts.Now,
-		ops:     make(chan *writeOp),
-		quit:    make(chan struct{}),
-		stopped: make(chan struct{}),
+		write:    write,
+		log:      opts.Logger,
+		now:      opts.Now,
+		onCommit: opts.OnCommit,
+		ops:      make(chan *writeOp),
+		quit:     make(chan struct{}),
+		stopped:  make(chan struct{}),
 	}
 	if err := d.migrateWhenFree(ctx); err != nil {
 		write.Close()
@@ -120,7 +127,14 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 		write.Close()
 		return nil, mapErr(err)
 	}
-	if err := d.wstmts.prepare(ctx, d.write); err != nil {
+	if d.conn, err = write.Conn(ctx); err != nil {
+		d.read.Close()
+		write.Close()
+		return nil, mapErr(err)
+	}
+	if err := d.wstmts.prepare(ctx, d.conn); err != nil {
+		d.wstmts.close()
+		d.conn.Close()
 		d.read.Close()
 		write.Close()
 		return nil, fmt.Errorf("preparing statements: %w", err)
@@ -157,7 +171,7 @@ func (d *DB) Close() error {
 		<-d.stopped
 		d.stmts.close()
 		d.wstmts.close()
-		d.closeErr = errors.Join(d.read.Close(), d.write.Close())
+		d.closeErr = errors.Join(d.conn.Close(), d.read.Close(), d.write.Close())
 	})
 	return d.closeErr
 }
@@ -171,7 +185,7 @@ func (d *DB) Ready(ctx context.Context) error {
 	if !d.failing.Load() {
 		return nil
 	}
-	err := d.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	err := d.do(ctx, func(ctx context.Context, tx *wtx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO health (id, at) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET at = excluded.at`, d.now().UnixMilli())
 		return err
 	})

@@ -81,7 +81,7 @@ func (d *DB) KeyEpoch(ctx context.Context) (int64, error) {
 
 // bumpKeyEpoch moves the key epoch in a transaction that revokes a key or
 // disables a partner or company; see keys.Store.KeyEpoch.
-func bumpKeyEpoch(ctx context.Context, tx *sql.Tx) error {
+func bumpKeyEpoch(ctx context.Context, tx *wtx) error {
 	_, err := tx.ExecContext(ctx, `UPDATE key_epoch SET epoch = epoch + 1 WHERE id = 1`)
 	return err
 }

@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"keygate/tokens"
 )
 
@@ -10,7 +9,7 @@ var _ tokens.Store = (*DB)(nil)
 
 // AddSigningKey implements tokens.KeyStore.
 func (d *DB) AddSigningKey(ctx context.Context, k tokens.SigningKeyRecord) error {
-	return d.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
+	return d.do(ctx, func(ctx context.Context, tx *wtx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO signing_keys (kid, algorithm, sealed, created_at, activates_at) VALUES (?, ?, ?, ?, ?)`,
 			k.KID, k.Algorithm, k.Sealed, ms(k.CreatedAt), ms(k.ActivatesAt))
 		return err

@@ -13,7 +13,14 @@ type stmts struct {
 	made []*sql.Stmt
 }
 
-func (s *stmts) preparer(ctx context.Context, db *sql.DB) func(q string) *sql.Stmt {
+// preparer is what statements are prepared on: a pool (*sql.DB), or the
+// writer's own connection (*sql.Conn), whose statements then run on it
+// without database/sql looking for a connection each time.
+type preparer interface {
+	PrepareContext(ctx context.Context, query string) (*sql.Stmt, error)
+}
+
+func (s *stmts) preparer(ctx context.Context, db preparer) func(q string) *sql.Stmt {
 	return func(q string) *sql.Stmt {
 		if s.err != nil {
 			return nil

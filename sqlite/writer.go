@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"keygate/keys"
+	"time"
 )
 
 // maxBatch bounds how many writes one transaction gathers.
@@ -17,15 +18,47 @@ var ErrClosed = fmt.Errorf("%w: database closed", keys.ErrUnavailable)
 
 type writeOp struct {
 	ctx  context.Context
-	fn   func(ctx context.Context, tx *sql.Tx) error
+	fn   func(ctx context.Context, tx *wtx) error
 	done chan error
+	// lazy: fn opens its savepoint itself (tx.savepoint) before it writes
+	// a second statement; until then a failed statement undoes itself.
+	lazy bool
+}
+
+// wtx is the batch's transaction as an op sees it: the writer's own
+// connection (its prepared statements run on it directly), inside the
+// transaction the writer began.
+type wtx struct {
+	*sql.Conn
+	d     *DB
+	alone bool // the op is the batch's only one: no savepoint needed
+	saved bool // the op's savepoint is open
+}
+
+// savepoint opens the op's savepoint, if it needs one and has none.
+func (t *wtx) savepoint(ctx context.Context) error {
+	if t.alone || t.saved {
+		return nil
+	}
+	if _, err := t.d.wstmts.savepoint.ExecContext(ctx); err != nil {
+		return err
+	}
+	t.saved = true
+	return nil
 }
 
 // do runs fn in the writer's next transaction and returns once that
 // transaction has committed (or fn's own error). fn's changes are rolled
 // back to a savepoint if it fails, so one bad write fails only its caller.
-func (d *DB) do(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
+func (d *DB) do(ctx context.Context, fn func(ctx context.Context, tx *wtx) error) error {
 	return d.submit(&writeOp{ctx: ctx, fn: fn, done: make(chan error, 1)})
+}
+
+// doLazy is do for an fn that reads, then writes one statement, or calls
+// tx.savepoint before it writes more: a refresh, which then costs two
+// statements fewer.
+func (d *DB) doLazy(ctx context.Context, fn func(ctx context.Context, tx *wtx) error) error {
+	return d.submit(&writeOp{ctx: ctx, fn: fn, done: make(chan error, 1), lazy: true})
 }
 
 func (d *DB) submit(op *writeOp) error {
@@ -42,8 +75,9 @@ func (d *DB) submit(op *writeOp) error {
 	return <-op.done
 }
 
-// writer is the only goroutine that writes. It takes one op, gathers every
-// other op already waiting (up to maxBatch), and commits them in one
+// writer is the only goroutine that writes, on the one connection of the
+// write pool, held for its lifetime. It takes one op, gathers every other
+// op already waiting (up to maxBatch), and commits them in one
 // transaction: one fsync for the lot. While it commits, new ops queue up
 // for the next batch, so batches grow with load by themselves.
 func (d *DB) writer() {
@@ -72,7 +106,11 @@ func (d *DB) writer() {
 
 func (d *DB) commit(batch []*writeOp) {
 	results := make([]error, len(batch))
+	start := time.Now()
 	err := d.runBatch(batch, results)
+	if d.onCommit != nil {
+		d.onCommit(len(batch), time.Since(start), err)
+	}
 	if err != nil {
 		err = mapErr(err)
 		if errors.Is(err, keys.ErrUnavailable) {
@@ -95,17 +133,17 @@ func (d *DB) commit(batch []*writeOp) {
 
 func (d *DB) runBatch(batch []*writeOp, results []error) error {
 	ctx := context.Background()
-	tx, err := d.write.BeginTx(ctx, nil)
-	if err != nil {
+	if _, err := d.wstmts.begin.ExecContext(ctx); err != nil {
 		return err
 	}
+	tx := &wtx{Conn: d.conn, d: d, alone: len(batch) == 1}
 	// The writer's key cache may hold what this transaction read; if the
 	// transaction does not commit, that may not be true any more.
 	rollback := func() {
-		tx.Rollback()
+		_, _ = d.wstmts.rollback.ExecContext(ctx)
 		d.keyCache.forget()
 	}
-	if err := d.keyCache.sync(ctx, tx, d.wstmts.dataVersion); err != nil {
+	if err := d.keyCache.sync(ctx, d.wstmts.dataVersion); err != nil {
 		rollback()
 		return err
 	}
@@ -113,49 +151,49 @@ func (d *DB) runBatch(batch []*writeOp, results []error) error {
 	if d.commitFault.Load() != nil {
 		changesAtStart = totalChanges(tx)
 	}
-	alone := len(batch) == 1
 	for i, op := range batch {
 		if err := op.ctx.Err(); err != nil {
 			results[i] = err // the caller left before its write started
 			continue
 		}
-		octx := context.WithoutCancel(op.ctx)
-		if alone {
-			if results[i] = mapErr(op.fn(octx, tx)); results[i] != nil {
-				rollback()
-				if errors.Is(results[i], keys.ErrUnavailable) {
-					return results[i]
-				}
-				return nil
-			}
-			continue
-		}
-		if _, err := tx.StmtContext(ctx, d.wstmts.savepoint).ExecContext(ctx); err != nil {
-			rollback()
-			return err
-		}
-		if results[i] = op.fn(octx, tx); results[i] != nil {
-			results[i] = mapErr(results[i])
-			if errors.Is(results[i], keys.ErrUnavailable) {
-				rollback()
-				return results[i]
-			}
-			d.keyCache.forget()
-			if _, err := tx.ExecContext(ctx, `ROLLBACK TO op`); err != nil {
+		tx.saved = false
+		if !op.lazy {
+			if err := tx.savepoint(ctx); err != nil {
 				rollback()
 				return err
 			}
 		}
-		if _, err := tx.StmtContext(ctx, d.wstmts.release).ExecContext(ctx); err != nil {
+		results[i] = mapErr(op.fn(context.WithoutCancel(op.ctx), tx))
+		switch {
+		case errors.Is(results[i], keys.ErrUnavailable):
+			// SQLite may have rolled the whole transaction back (full
+			// disk, I/O error): fail the batch, don't go on in autocommit.
 			rollback()
-			return err
+			return results[i]
+		case results[i] != nil && tx.alone:
+			rollback()
+			return nil
+		case results[i] != nil:
+			d.keyCache.forget()
+			if tx.saved {
+				if _, err := d.wstmts.rollbackOp.ExecContext(ctx); err != nil {
+					rollback()
+					return err
+				}
+			}
+		}
+		if tx.saved {
+			if _, err := d.wstmts.release.ExecContext(ctx); err != nil {
+				rollback()
+				return err
+			}
 		}
 	}
 	if fault := d.commitFault.Load(); fault != nil && wrote(tx, changesAtStart) {
 		rollback()
 		return *fault
 	}
-	if err := tx.Commit(); err != nil {
+	if _, err := d.wstmts.commit.ExecContext(ctx); err != nil {
 		rollback()
 		return err
 	}
@@ -164,10 +202,10 @@ func (d *DB) runBatch(batch []*writeOp, results []error) error {
 
 // totalChanges is the connection's count of changed rows, for the test
 // fault hook.
-func totalChanges(tx *sql.Tx) int64 {
+func totalChanges(tx *wtx) int64 {
 	var n int64
-	_ = tx.QueryRow(`SELECT total_changes()`).Scan(&n)
+	_ = tx.QueryRowContext(context.Background(), `SELECT total_changes()`).Scan(&n)
 	return n
 }
 
-func wrote(tx *sql.Tx, before int64) bool { return totalChanges(tx) != before }
+func wrote(tx *wtx, before int64) bool { return totalChanges(tx) != before }
