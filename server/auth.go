@@ -66,8 +66,9 @@ func (s *Server) refresh(c *gin.Context) {
 	if !bind(s, c, &req, validateRefresh) {
 		return
 	}
-	if family, ok := s.tokens.FamilyOf(*req.RefreshToken); ok {
-		if ok, wait := s.limits.refresh.allow(family); !ok {
+	rt, parsed := s.tokens.ParseRefreshToken(*req.RefreshToken)
+	if parsed {
+		if ok, wait := s.limits.refresh.allow(rt.Family()); !ok {
 			s.rateLimited(c, wait)
 			return
 		}
@@ -77,7 +78,7 @@ func (s *Server) refresh(c *gin.Context) {
 		s.rateLimited(c, wait)
 		return
 	}
-	pair, err := s.tokens.Refresh(c.Request.Context(), *req.RefreshToken, c.ClientIP())
+	pair, err := s.tokens.RefreshParsed(c.Request.Context(), rt, c.ClientIP())
 	try.end(credentialFailure(err))
 	if err != nil {
 		s.fail(c, err)

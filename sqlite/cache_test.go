@@ -187,3 +187,57 @@ func seedActive(t *testing.T, db *sqlite.DB, keyID string) bool {
 	}
 	return active
 }
+
+// TestWriterCacheFamiliesFollowOtherHandles: the writer remembers the rows
+// of families it has read or written, so that a refresh skips the read;
+// when another handle (another process) moves a family, or housekeeping
+// deletes it, the next refresh through this handle must see the row as it
+// is, not as this handle last left it.
+func TestWriterCacheFamiliesFollowOtherHandles(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "k.db")
+	a, b := open(t, path), open(t, path)
+	p, _ := createPartner(t, a, "Acme")
+	id := firstRefresh(t, a, p.KeyID) // a has the row, at generation 1, cached
+
+	gen := func(db *sqlite.DB) int64 {
+		t.Helper()
+		var g int64
+		err := db.UpdateFamily(t.Context(), id, nil, func(f *tokens.Family) (tokens.Change, error) {
+			g = f.Generation
+			return tokens.Change{}, nil
+		})
+		if err != nil {
+			t.Fatalf("reading family: %v", err)
+		}
+		return g
+	}
+	if err := b.UpdateFamily(t.Context(), id, nil, rotate); err != nil { // another process rotates it
+		t.Fatal(err)
+	}
+	if g := gen(a); g != 2 {
+		t.Fatalf("after another handle's rotation this handle sees generation %d, want 2", g)
+	}
+	if err := a.UpdateFamily(t.Context(), id, nil, rotate); err != nil {
+		t.Fatalf("rotating after another handle did: %v", err)
+	}
+	if g := gen(b); g != 3 {
+		t.Fatalf("the other handle sees generation %d, want 3", g)
+	}
+
+	// Housekeeping through this handle deletes the row: the cache forgets it.
+	revoke := func(f *tokens.Family) (tokens.Change, error) {
+		at := time.Now().Add(-time.Hour)
+		f.RevokedAt, f.RevokeReason, f.ExpiresAt = &at, "logout", at
+		return tokens.Change{Write: true}, nil
+	}
+	if err := a.UpdateFamily(t.Context(), id, nil, revoke); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := a.DeleteFamilies(t.Context(), time.Now().Add(48*time.Hour), 10); err != nil || n != 1 {
+		t.Fatalf("DeleteFamilies = %d, %v", n, err)
+	}
+	err := a.UpdateFamily(t.Context(), id, nil, func(*tokens.Family) (tokens.Change, error) { return tokens.Change{}, nil })
+	if !errors.Is(err, keys.ErrNotFound) {
+		t.Fatalf("a deleted family read through the handle that deleted it: %v", err)
+	}
+}

@@ -17,8 +17,12 @@ import (
 func (d *DB) UpdateFamily(ctx context.Context, id string, seed *tokens.Family, decide func(f *tokens.Family) (tokens.Change, error)) error {
 	var decision error
 	err := d.doLazy(ctx, func(ctx context.Context, tx *wtx) error {
-		f, err := readFamily(ctx, d.wstmts.readFamily, id)
-		exists := err == nil
+		f, exists := d.cache.family(id)
+		var err error
+		if !exists {
+			f, err = readFamily(ctx, d.wstmts.readFamily, id)
+			exists = err == nil
+		}
 		switch {
 		case errors.Is(err, keys.ErrNotFound) && seed != nil:
 			if f, err = d.seedFamily(ctx, tx, id, *seed); err != nil {
@@ -31,7 +35,7 @@ func (d *DB) UpdateFamily(ctx context.Context, id string, seed *tokens.Family, d
 				return err
 			}
 		}
-		read := f.Generation
+		read := f
 		change, derr := decide(&f)
 		decision = derr
 		if change.Write && len(change.Audit) > 0 {
@@ -39,10 +43,14 @@ func (d *DB) UpdateFamily(ctx context.Context, id string, seed *tokens.Family, d
 				return err
 			}
 		}
-		if change.Write {
-			if err := d.writeFamily(ctx, tx, f, exists, read); err != nil {
+		switch {
+		case change.Write:
+			if err := d.writeFamily(ctx, tx, f, exists, read.Generation); err != nil {
 				return err
 			}
+			d.cache.putFamily(f)
+		case exists:
+			d.cache.putFamily(read)
 		}
 		return insertAudit(ctx, tx, change.Audit)
 	})
@@ -71,14 +79,14 @@ func (d *DB) seedFamily(ctx context.Context, tx *wtx, id string, f tokens.Family
 	f.ID = id
 	f.Principal = keys.PrincipalOf(f.Principal.KeyID, o, "")
 	f.PrincipalActive = active
-	d.keyCache.setActive(f.Principal.KeyID, active)
+	d.cache.setActive(f.Principal.KeyID, active)
 	return f, nil
 }
 
 // keyActive reports whether a family's key may still act, through the
 // writer's exact cache.
 func (d *DB) keyActive(ctx context.Context, tx *wtx, p keys.Principal) (bool, error) {
-	if active, ok := d.keyCache.activeKey[p.KeyID]; ok {
+	if active, ok := d.cache.activeKey[p.KeyID]; ok {
 		return active, nil
 	}
 	var active bool
@@ -88,7 +96,7 @@ func (d *DB) keyActive(ctx context.Context, tx *wtx, p keys.Principal) (bool, er
 	} else if err != nil {
 		return false, err
 	}
-	d.keyCache.setActive(p.KeyID, active)
+	d.cache.setActive(p.KeyID, active)
 	return active, nil
 }
 
@@ -165,6 +173,9 @@ func (d *DB) DeleteFamilies(ctx context.Context, before time.Time, limit int) (i
 			return err
 		}
 		n, err = res.RowsAffected()
+		if n > 0 {
+			d.cache.forgetFamilies()
+		}
 		return err
 	})
 	return int(n), err

@@ -50,7 +50,7 @@ func (d *DB) ListPartners(ctx context.Context) ([]keys.Partner, error) {
 // DisablePartner implements keys.Store. Disabling twice is not an error.
 func (d *DB) DisablePartner(ctx context.Context, id string, at time.Time, ev keys.AuditEvent) error {
 	return d.do(ctx, func(ctx context.Context, tx *wtx) error {
-		d.keyCache.forget()
+		d.cache.forgetKeys()
 		res, err := tx.ExecContext(ctx, `UPDATE partners SET status = 'disabled', disabled_at = ? WHERE id = ? AND status = 'active'`, ms(at), id)
 		if err != nil {
 			return err
@@ -138,7 +138,7 @@ func (d *DB) ListCompanies(ctx context.Context, partnerID string, page keys.Page
 // DisableCompany implements keys.Store.
 func (d *DB) DisableCompany(ctx context.Context, partnerID, id string, at time.Time, ev keys.AuditEvent) error {
 	return d.do(ctx, func(ctx context.Context, tx *wtx) error {
-		d.keyCache.forget()
+		d.cache.forgetKeys()
 		res, err := tx.ExecContext(ctx, `UPDATE companies SET status = 'disabled', disabled_at = ? WHERE partner_id = ? AND id = ? AND status = 'active'`, ms(at), partnerID, id)
 		if err != nil {
 			return err
@@ -215,7 +215,7 @@ func (d *DB) RevokeKey(ctx context.Context, o keys.Owner, keyID string, at time.
 		return keys.ErrNotFound
 	}
 	return d.do(ctx, func(ctx context.Context, tx *wtx) error {
-		d.keyCache.forget()
+		d.cache.forgetKeys()
 		res, err := tx.ExecContext(ctx, `UPDATE api_keys SET revoked_at = ? WHERE id = ? AND `+where+` AND revoked_at IS NULL`,
 			append([]any{ms(at), keyID}, args...)...)
 		if err != nil {

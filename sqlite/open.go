@@ -61,9 +61,9 @@ type DB struct {
 	// the next successful one; /ready reports it.
 	failing atomic.Bool
 
-	stmts    readStmts
-	wstmts   writeStmts
-	keyCache keyCache // the writer goroutine's alone
+	stmts  readStmts
+	wstmts writeStmts
+	cache  writerCache // the writer goroutine's alone
 
 	// commitFault, set only by tests, fails every commit that changed rows
 	// with this error, the way a full disk or a read-only file does (a

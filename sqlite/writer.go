@@ -141,9 +141,9 @@ func (d *DB) runBatch(batch []*writeOp, results []error) error {
 	// transaction does not commit, that may not be true any more.
 	rollback := func() {
 		_, _ = d.wstmts.rollback.ExecContext(ctx)
-		d.keyCache.forget()
+		d.cache.forget()
 	}
-	if err := d.keyCache.sync(ctx, d.wstmts.dataVersion); err != nil {
+	if err := d.cache.sync(ctx, d.wstmts.dataVersion); err != nil {
 		rollback()
 		return err
 	}
@@ -174,7 +174,7 @@ func (d *DB) runBatch(batch []*writeOp, results []error) error {
 			rollback()
 			return nil
 		case results[i] != nil:
-			d.keyCache.forget()
+			d.cache.forget()
 			if tx.saved {
 				if _, err := d.wstmts.rollbackOp.ExecContext(ctx); err != nil {
 					rollback()

@@ -17,9 +17,32 @@ import (
 // conditional write, and a second use of it is the parent's retry or reuse
 // like any other.
 func (s *Service) Refresh(ctx context.Context, raw, addr string) (Pair, error) {
-	t, ok := s.parse(raw)
+	t, ok := s.ParseRefreshToken(raw)
 	if !ok {
 		return Pair{}, ErrInvalidRefreshToken
+	}
+	return s.RefreshParsed(ctx, t, addr)
+}
+
+// RefreshToken is a refresh token whose form and MAC checked out: a caller
+// that needs its family (for a per-family limit) parses it once.
+type RefreshToken struct{ t refreshToken }
+
+// ParseRefreshToken checks a refresh token's form, checksum and MAC; ok is
+// false for anything that is not a token this master key made.
+func (s *Service) ParseRefreshToken(raw string) (RefreshToken, bool) {
+	t, ok := s.parse(raw)
+	return RefreshToken{t}, ok
+}
+
+// Family is the id of the token's family.
+func (t RefreshToken) Family() string { return t.t.family() }
+
+// RefreshParsed is Refresh of a token already parsed.
+func (s *Service) RefreshParsed(ctx context.Context, rt RefreshToken, addr string) (Pair, error) {
+	t := rt.t
+	if t.familyID == nil {
+		return Pair{}, ErrInvalidRefreshToken // the zero RefreshToken
 	}
 	var seed *Family
 	if t.gen == 0 && s.now().Before(t.expires) {
@@ -80,13 +103,3 @@ func (s *Service) Refresh(ctx context.Context, raw, addr string) (Pair, error) {
 
 // OutcomeRevoked is the audit outcome of a family killed on reuse.
 const OutcomeRevoked = "revoked"
-
-// FamilyOf returns the family id of a well-formed refresh token with a valid
-// MAC, for per-family rate limits; ok is false otherwise.
-func (s *Service) FamilyOf(raw string) (string, bool) {
-	t, ok := s.parse(raw)
-	if !ok {
-		return "", false
-	}
-	return t.family(), true
-}

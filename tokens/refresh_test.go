@@ -82,7 +82,7 @@ func TestRefreshRotates(t *testing.T) {
 			if !next.RefreshTokenExpiration.Equal(now.Add(e.cfg.refresh.TTL)) {
 				t.Fatalf("RefreshTokenExpiration %v, want %v", next.RefreshTokenExpiration, now.Add(e.cfg.refresh.TTL))
 			}
-			if got, _ := e.svc.FamilyOf(next.RefreshToken.Reveal()); got != mustFamily(t, e, pair.RefreshToken) {
+			if got, _ := familyOf(e.svc, next.RefreshToken.Reveal()); got != mustFamily(t, e, pair.RefreshToken) {
 				t.Fatal("the successor belongs to another family")
 			}
 			pair = next

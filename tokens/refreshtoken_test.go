@@ -98,7 +98,7 @@ func tamper(tb testing.TB, tok string, byteIndex int) string {
 
 func mustFamily(tb testing.TB, e *env, tok keys.Secret) string {
 	tb.Helper()
-	id, ok := e.svc.FamilyOf(tok.Reveal())
+	id, ok := familyOf(e.svc, tok.Reveal())
 	if !ok {
 		tb.Fatalf("FamilyOf refused a token the service issued")
 	}
@@ -125,7 +125,7 @@ func TestFamilyOf(t *testing.T) {
 	otherLater := other.refresh(t, otherFirst).RefreshToken
 	for _, bad := range []string{"", "rt_", p.apiKey, a.JWT.Reveal(), otherFirst.Reveal(), otherLater.Reveal(),
 		tamper(t, a.RefreshToken.Reveal(), 0), tamper(t, tok.Reveal(), 0)} {
-		if id, ok := e.svc.FamilyOf(bad); ok || id != "" {
+		if id, ok := familyOf(e.svc, bad); ok || id != "" {
 			t.Errorf("FamilyOf(%.12q) = %q, %v", bad, id, ok)
 		}
 	}
@@ -182,7 +182,7 @@ func TestFirstTokenForm(t *testing.T) {
 		"first form, no MAC":         withBody(payload, 40, make([]byte, 24)),
 		"later form, MAC of first":   keys.Encode(keys.RefreshTokenPrefix, append(binary.BigEndian.AppendUint32(bytes.Clone(familyID), 0), payload[40:]...)),
 	} {
-		if id, ok := e.svc.FamilyOf(bad.Reveal()); ok {
+		if id, ok := familyOf(e.svc, bad.Reveal()); ok {
 			t.Errorf("%s: FamilyOf accepted it as family %s", name, id)
 		}
 		t.Run(name, func(t *testing.T) { e.refreshFails(t, bad) })

@@ -8,13 +8,16 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"keygate/gateway"
 	"keygate/keys"
 	"keygate/memstore"
+	"keygate/store"
 	"keygate/tokens"
 )
 
@@ -132,6 +135,69 @@ func BenchmarkHandlers(b *testing.B) {
 					b.Fatalf("%d %s", rec.Code, rec.Body)
 				}
 			}
+		})
+	}
+}
+
+// BenchmarkRefreshParallel refreshes 32 families at once through the
+// floor's handler and through keygate's over a real SQLite file (FULL), as
+// the bench's refresh phase does, without the network: what the store adds
+// to a refresh, in CPU per request.
+func BenchmarkRefreshParallel(b *testing.B) {
+	for _, backend := range []string{"memory", "sqlite"} {
+		b.Run(backend, func(b *testing.B) {
+			cfg := gateway.DefaultConfig()
+			cfg.RateLimit = gateway.RateLimitConfig{MaxTracked: cfg.RateLimit.MaxTracked}
+			cfg.Database.Path = filepath.Join(b.TempDir(), "k.db")
+			var st store.Store = memstore.New()
+			if backend == "sqlite" {
+				var err error
+				if st, err = store.Open(b.Context(), cfg.Database, store.Options{Create: true}); err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { st.Close() })
+			}
+			secret := make([]byte, 32)
+			_, _ = rand.Read(secret)
+			master, _ := tokens.NewMasterKey(base64.RawURLEncoding.EncodeToString(secret))
+			lw := gateway.NewLogWriter(io.Discard)
+			b.Cleanup(func() { lw.Close() })
+			gw, err := gateway.New(b.Context(), cfg, st, master, gateway.Options{Log: gateway.NewLogger(cfg.Log, lw), Now: time.Now})
+			if err != nil {
+				b.Fatal(err)
+			}
+			_, k, err := gw.Keys.CreatePartner(b.Context(), keys.Operator, "bench")
+			if err != nil {
+				b.Fatal(err)
+			}
+			h := &handlers{}
+			rts := make(chan string, 32)
+			for range 32 {
+				_, rt := h.login(b, gw.Handler(), k.APIKey.Reveal())
+				rts <- rt
+			}
+			b.SetParallelism(16)
+			var ru0 syscall.Rusage
+			_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				rt := <-rts
+				for pb.Next() {
+					rec := serveJSON(gw.Handler(), http.MethodPost, "/api/v1/auth/refresh", `{"refreshToken":"`+rt+`"}`, "")
+					if rec.Code != http.StatusOK {
+						b.Errorf("%d %s", rec.Code, rec.Body)
+						return
+					}
+					var pair struct{ RefreshToken string }
+					_ = json.Unmarshal(rec.Body.Bytes(), &pair)
+					rt = pair.RefreshToken
+				}
+			})
+			b.StopTimer()
+			var ru1 syscall.Rusage
+			_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+			cpu := ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano()
+			b.ReportMetric(float64(cpu)/float64(b.N), "cpu-ns/op")
 		})
 	}
 }

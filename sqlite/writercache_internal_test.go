@@ -11,7 +11,7 @@ import (
 // pushes out one other, not the whole cache; updating a key it holds
 // pushes out none; forget empties it.
 func TestKeyCacheStaysBoundedAndWarm(t *testing.T) {
-	var c keyCache
+	var c writerCache
 	c.forget()
 	key := func(i int) string { return fmt.Sprint("key_", i) }
 	for i := range maxCachedKeys + 10 {
@@ -69,7 +69,7 @@ func TestKeyCacheSync(t *testing.T) {
 	}
 	defer st.Close()
 
-	var c keyCache
+	var c writerCache
 	batch := func(what string, write bool) {
 		t.Helper()
 		exec := func(q string) {
