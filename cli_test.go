@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -395,5 +396,14 @@ func TestCLIUnreadableDatabase(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestVersion: keygate version needs no configuration or database.
+func TestVersion(t *testing.T) {
+	t.Parallel()
+	res := runKeygate(t, t.TempDir(), e2eEnv("KEYGATE_LOG_LEVEL=nonsense"), "version")
+	if res.code != 0 || !regexp.MustCompile(`^keygate \S+ go1\.\d+`).MatchString(res.stdout) || res.stderr != "" {
+		t.Fatalf("keygate version: exit %d, stdout %q, stderr %q", res.code, res.stdout, res.stderr)
 	}
 }

@@ -14,12 +14,14 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"keygate/gateway"
+	"keygate/metrics"
 	"keygate/store"
 	"keygate/tokens"
 )
@@ -58,8 +60,22 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 		},
 	}
 	root.PersistentFlags().StringVar(&configPath, "config", "", "config file (default ./config.yaml if present)")
-	root.AddCommand(a.serveCommand(), a.partnerCommand(), a.signingKeyCommand(), a.auditCommand())
+	root.AddCommand(a.serveCommand(), a.partnerCommand(), a.signingKeyCommand(), a.auditCommand(), a.migrateCommand(), a.storeCommand(), a.versionCommand())
 	return root
+}
+
+// versionCommand prints the version; it needs no configuration.
+func (a *app) versionCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:               "version",
+		Short:             "Print keygate's version and Go version",
+		Args:              cobra.NoArgs,
+		PersistentPreRunE: func(*cobra.Command, []string) error { return nil },
+		RunE: func(*cobra.Command, []string) error {
+			_, err := fmt.Fprintf(a.stdout, "keygate %s %s\n", metrics.Version(), runtime.Version())
+			return err
+		},
+	}
 }
 
 // openStore opens the configured store for a command. Only serve and
@@ -150,7 +166,7 @@ func (a *app) serve(ctx context.Context) error {
 		}
 		a.log.Info("admin listening", "addr", admin.Addr().String(), "pprof", a.cfg.Admin.Pprof)
 	}
-	a.log.Info("keygate listening", "addr", ln.Addr().String(), "database", a.cfg.Database.Path, "algorithm", a.cfg.Tokens.Algorithm)
+	a.log.Info("keygate listening", "addr", ln.Addr().String(), "database", a.cfg.Database.Describe(), "algorithm", a.cfg.Tokens.Algorithm)
 	serveErr := gw.Serve(ctx, ln, admin)
 	if err := st.Close(); err != nil {
 		return fmt.Errorf("closing database: %w", err)

@@ -84,6 +84,7 @@ const (
 	CodeUnauthorized       = "unauthorized"
 	CodeForbidden          = "forbidden"
 	CodeNotFound           = "not_found"
+	CodeMethodNotAllowed   = "method_not_allowed"
 	CodeConflict           = "conflict"
 	CodePayloadTooLarge    = "payload_too_large"
 	CodeUnsupportedMedia   = "unsupported_media_type"

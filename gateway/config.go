@@ -2,12 +2,14 @@ package gateway
 
 import (
 	"fmt"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"keygate/keys"
+	"keygate/postgres"
 	"keygate/sqlite"
 	"keygate/store"
 	"keygate/tokens"
@@ -17,6 +19,7 @@ import (
 type Config struct {
 	Server    ServerConfig
 	Admin     AdminConfig
+	OAuth     OAuthConfig
 	Database  store.Config
 	Tokens    TokensConfig
 	RateLimit RateLimitConfig
@@ -34,6 +37,17 @@ type ServerConfig struct {
 	WriteTimeout      time.Duration
 	IdleTimeout       time.Duration
 	ShutdownTimeout   time.Duration
+	// PublicURL is keygate's external base URL, e.g.
+	// https://auth.example.com; with it keygate serves its OAuth server
+	// metadata (RFC 8414). Empty: no metadata document.
+	PublicURL string
+}
+
+// OAuthConfig is the OAuth 2.0 face's section.
+type OAuthConfig struct {
+	// ClientCredentialsRefreshTokens issues refresh tokens to the
+	// client_credentials grant, which RFC 6749 §4.4.3 advises against.
+	ClientCredentialsRefreshTokens bool
 }
 
 // AdminConfig is the operators' listener: metrics and profiling, never
@@ -95,10 +109,15 @@ var Settings = []Setting{
 	{"server.write_timeout", "15s"},
 	{"server.idle_timeout", "60s"},
 	{"server.shutdown_timeout", "15s"},
+	{"server.public_url", ""},
 	{"admin.addr", "127.0.0.1:9091"},
 	{"admin.pprof", false},
+	{"oauth.client_credentials_refresh_tokens", false},
+	{"database.driver", "sqlite"},
 	{"database.path", "data/keygate.db"},
 	{"database.synchronous", "FULL"},
+	{"database.url", ""},
+	{"database.max_conns", postgres.DefaultMaxConns},
 	{"tokens.issuer", "keygate"},
 	{"tokens.audience", "r-auth"},
 	{"tokens.algorithm", "ES256"},
@@ -152,15 +171,19 @@ func Parse(get func(key string) any) (Config, error) {
 		WriteTimeout:      p.duration("server.write_timeout", true),
 		IdleTimeout:       p.duration("server.idle_timeout", true),
 		ShutdownTimeout:   p.duration("server.shutdown_timeout", true),
+		PublicURL:         p.publicURL("server.public_url"),
 	}
+	c.OAuth = OAuthConfig{ClientCredentialsRefreshTokens: p.boolean("oauth.client_credentials_refresh_tokens")}
 	c.Admin = AdminConfig{
 		Addr:  strings.TrimSpace(p.raw("admin.addr")),
 		Pprof: p.boolean("admin.pprof"),
 	}
 	c.Database = store.Config{
-		Driver:      "sqlite",
+		Driver:      strings.ToLower(p.str("database.driver")),
 		Path:        p.str("database.path"),
 		Synchronous: strings.ToUpper(p.str("database.synchronous")),
+		URL:         store.URL(strings.TrimSpace(p.raw("database.url"))),
+		MaxConns:    p.positive("database.max_conns"),
 	}
 	c.Tokens = TokensConfig{
 		Issuer:                    p.str("tokens.issuer"),
@@ -204,6 +227,7 @@ func (c *Config) validate(p *Problems) {
 	if !slices.Contains(sqlite.SynchronousModes, c.Database.Synchronous) {
 		p.Add("database.synchronous", fmt.Sprintf("must be one of %s", strings.Join(sqlite.SynchronousModes, ", ")))
 	}
+	c.validateDatabase(p)
 	if c.Tokens.RefreshMaxLifetime > 0 && c.Tokens.RefreshTTL > c.Tokens.RefreshMaxLifetime {
 		p.Add("tokens.refresh_ttl", "must not exceed tokens.refresh_max_lifetime")
 	}
@@ -215,6 +239,31 @@ func (c *Config) validate(p *Problems) {
 	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
 		p.Add("log.level", "must be debug, info, warn or error")
+	}
+}
+
+// validateDatabase checks the database section against its driver. Nothing
+// it reports quotes database.url's password.
+func (c *Config) validateDatabase(p *Problems) {
+	db := c.Database
+	switch db.Driver {
+	case "sqlite":
+		// A URL given for a replica but no driver would leave it on a
+		// SQLite file of its own, beside the others' database.
+		if db.URL != "" {
+			p.Add("database.url", "is set but database.driver is sqlite: set database.driver to postgres, or unset database.url")
+		}
+	case "postgres":
+		if db.URL == "" {
+			p.Add("database.url", "must be set with database.driver postgres (postgres://user:password@host:port/database)")
+		} else if err := postgres.CheckURL(db.URL.Reveal()); err != nil {
+			p.Add("database.url", strings.TrimPrefix(err.Error(), "database.url: "))
+		}
+		if c.Tokens.MasterKey == "" {
+			p.Add("tokens.master_key", "must be set with database.driver postgres: there is no directory beside the database for master.key; give every replica the same key (KEYGATE_TOKENS_MASTER_KEY)")
+		}
+	default:
+		p.Add("database.driver", fmt.Sprintf("must be one of %s, got %q", strings.Join(store.Drivers, ", "), db.Driver))
 	}
 }
 
@@ -273,6 +322,21 @@ func (p *Problems) duration(key string, positive bool) time.Duration {
 		p.Add(key, fmt.Sprintf("must be positive, got %s", raw))
 	}
 	return d
+}
+
+// publicURL accepts an empty value or an absolute http(s) URL without a
+// query or fragment, and drops a trailing slash.
+func (p *Problems) publicURL(key string) string {
+	raw := strings.TrimSpace(p.raw(key))
+	if raw == "" {
+		return ""
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		p.Add(key, fmt.Sprintf("must be an absolute http(s) URL without query, fragment or user, like https://auth.example.com, got %q", raw))
+		return ""
+	}
+	return strings.TrimSuffix(raw, "/")
 }
 
 func (p *Problems) boolean(key string) bool {

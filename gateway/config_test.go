@@ -21,7 +21,7 @@ func TestDefaultConfig(t *testing.T) {
 			IdleTimeout: 60 * time.Second, ShutdownTimeout: 15 * time.Second,
 		},
 		Admin:    gateway.AdminConfig{Addr: "127.0.0.1:9091"},
-		Database: store.Config{Driver: "sqlite", Path: "data/keygate.db", Synchronous: "FULL"},
+		Database: store.Config{Driver: "sqlite", Path: "data/keygate.db", Synchronous: "FULL", MaxConns: 16},
 		Tokens: gateway.TokensConfig{
 			Issuer: "keygate", Audience: "r-auth", Algorithm: "ES256",
 			AccessTTL: 15 * time.Minute, RefreshTTL: 720 * time.Hour, RefreshMaxLifetime: 2160 * time.Hour,

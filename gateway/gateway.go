@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"keygate/keys"
+	"keygate/metrics"
 	"keygate/server"
 	"keygate/store"
 	"keygate/tokens"
@@ -38,6 +39,7 @@ type Gateway struct {
 	JWT      *tokens.JWT
 	Recorder *keys.Recorder
 	Server   *server.Server
+	Metrics  *metrics.Metrics // nil without an admin listener
 
 	cfg   Config
 	store store.Store
@@ -77,10 +79,27 @@ func New(ctx context.Context, cfg Config, st store.Store, master tokens.MasterKe
 	if opts.WrapJWKS != nil {
 		jwks = opts.WrapJWKS(jwks)
 	}
+	// Metrics exist where they can be read: on the admin listener.
+	var m *metrics.Metrics
+	if cfg.Admin.Addr != "" {
+		src := metrics.Sources{SigningKeys: ring.States}
+		if f, ok := st.(interface{ Failing() bool }); ok {
+			src.StoreFailing = f.Failing
+		}
+		m = metrics.New(src)
+	}
+	if delay := t.SigningKeyActivationDelay; delay < server.JWKSMaxAge && t.Algorithm != tokens.HS256 {
+		opts.Log.Warn("tokens.signing_key_activation_delay is shorter than the JWKS max-age: after a rotation, verifiers caching the JWKS meet tokens signed by a key they have not seen",
+			"signing_key_activation_delay", delay.String(), "jwks_max_age", server.JWKSMaxAge.String())
+	}
 	rl := cfg.RateLimit
 	srv, err := server.New(server.Config{
 		TrustedProxies: cfg.Server.TrustedProxies,
 		MaxBodyBytes:   cfg.Server.MaxBodyBytes,
+		OAuth: server.OAuthConfig{
+			PublicURL: cfg.Server.PublicURL, Issuer: t.Issuer,
+			ClientCredentialsRefresh: cfg.OAuth.ClientCredentialsRefreshTokens,
+		},
 		RateLimits: server.RateLimits{
 			LoginFailuresPerMinute:    rl.LoginFailuresPerMinute,
 			LoginPerKeyPerMinute:      rl.LoginPerKeyPerMinute,
@@ -88,12 +107,12 @@ func New(ctx context.Context, cfg Config, st store.Store, master tokens.MasterKe
 			APIPerMinute:              rl.APIPerMinute,
 			MaxTracked:                rl.MaxTracked,
 		},
-	}, server.Deps{Keys: keySvc, Tokens: tokenSvc, JWKS: jwks, Ready: st.Ready, Log: opts.Log, Now: opts.Now})
+	}, server.Deps{Keys: keySvc, Tokens: tokenSvc, JWKS: jwks, Ready: st.Ready, Log: opts.Log, Now: opts.Now, Metrics: m})
 	if err != nil {
 		return nil, err
 	}
 	return &Gateway{
-		Keys: keySvc, Tokens: tokenSvc, Keyring: ring, JWT: signer, Recorder: recorder, Server: srv,
+		Keys: keySvc, Tokens: tokenSvc, Keyring: ring, JWT: signer, Recorder: recorder, Server: srv, Metrics: m,
 		cfg: cfg, store: st, log: opts.Log,
 	}, nil
 }
@@ -155,7 +174,11 @@ func (g *Gateway) Serve(ctx context.Context, ln, admin net.Listener) error {
 	servers := []*http.Server{g.httpServer(g.Handler())}
 	listeners := []net.Listener{ln}
 	if admin != nil {
-		servers = append(servers, g.httpServer(g.Server.Admin(server.AdminConfig{Pprof: g.cfg.Admin.Pprof})))
+		var metricsHandler http.Handler
+		if g.Metrics != nil {
+			metricsHandler = g.Metrics.Handler()
+		}
+		servers = append(servers, g.httpServer(g.Server.Admin(server.AdminConfig{Pprof: g.cfg.Admin.Pprof, Metrics: metricsHandler})))
 		listeners = append(listeners, admin)
 	}
 	bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))

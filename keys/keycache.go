@@ -112,6 +112,16 @@ func (c *keyCache) byKeyDigest(ctx context.Context, d Digest) (ResolvedKey, erro
 	return r, nil
 }
 
+// cachedActive reports whether the cache holds d as an active key, without
+// reading the store or checking freshness: a hint for admitting a request
+// that would otherwise be refused, never a reason to refuse one.
+func (c *keyCache) cachedActive(d Digest) bool {
+	c.mu.RLock()
+	e, ok := c.byDigest[d]
+	c.mu.RUnlock()
+	return ok && e.Active
+}
+
 // byKeyID is byKeyDigest by key id.
 func (c *keyCache) byKeyID(ctx context.Context, id string) (ResolvedKey, error) {
 	if err := c.fresh(ctx); err != nil {

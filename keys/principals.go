@@ -52,6 +52,19 @@ func (s *Service) Authenticate(ctx context.Context, apiKey string) (Principal, e
 	return r.Principal, nil
 }
 
+// KnownActive reports whether apiKey is a well-formed key this process
+// has seen log in and still holds as active, without touching the store:
+// the server lets such a key through a client address's failure limit,
+// which protects keygate's resources and the store, not the key (256
+// random bits cannot be guessed). Anything else is false, at the cost of a
+// hash and a map lookup.
+func (s *Service) KnownActive(apiKey string) bool {
+	if _, err := ParseAPIKey(apiKey); err != nil {
+		return false
+	}
+	return s.cache.cachedActive(DigestOf(apiKey))
+}
+
 // ActivePrincipal checks that the principal a token names may still act,
 // and fills in its name: ErrInactive if its key was revoked, or its
 // partner or company disabled, since the token was issued.

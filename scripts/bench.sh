@@ -2,17 +2,37 @@
 # Benchmark keygate against its floor (same HTTP stack and signing, storage
 # in memory) on this machine, and print the table BENCHMARKS.md shows.
 #
-#   scripts/bench.sh [-duration 10s] [-conns 32] [-companies 1000] [-out FILE]
+#   scripts/bench.sh [-duration 10s] [-conns 32] [-companies 1000] [-store postgres] [-out FILE]
 #
 # Builds keygate and the load generator (scripts/bench), starts both servers
 # on loopback with a fresh database (database.synchronous=FULL, rate limits
 # lifted), seeds companies through the API, then measures login, refresh and
-# /auth/me back to back against each.
+# /auth/me back to back against each. With -store postgres it also starts a
+# throwaway PostgreSQL cluster (scripts/pgtmp.sh, as scripts/test.sh does;
+# durable: fsync and synchronous_commit on) and measures keygate on it, one
+# replica and two behind the load generator, beside SQLite.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bin="$(mktemp -d)"
-trap 'rm -rf "$bin"' EXIT
+chmod 711 "$bin"
+cleanup() {
+	if [[ -d "$bin/pg" ]]; then
+		"$root/scripts/pgtmp.sh" stop "$bin/pg" || true
+	fi
+	rm -rf "$bin"
+}
+trap cleanup EXIT
 echo "building..." >&2
 go build -C "$root" -o "$bin/keygate" .
 go build -C "$root" -o "$bin/bench" ./scripts/bench
-"$bin/bench" run -keygate "$bin/keygate" "$@"
+extra=()
+for arg in "$@"; do
+	if [[ "$arg" == postgres || "$arg" == -store=postgres ]]; then
+		mkdir "$bin/pg"
+		url="$("$root/scripts/pgtmp.sh" start "$bin/pg")"
+		extra=(-pg-url "$url" -pg-data "$bin/pg/data")
+		echo "PostgreSQL cluster: $url" >&2
+		break
+	fi
+done
+"$bin/bench" run -keygate "$bin/keygate" "${extra[@]}" "$@"

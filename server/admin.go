@@ -9,6 +9,8 @@ import (
 
 // AdminConfig configures the operators' listener.
 type AdminConfig struct {
+	// Metrics, if set, serves GET /metrics (Prometheus' text format).
+	Metrics http.Handler
 	// Pprof serves /debug/pprof/: profiles expose memory contents, so only
 	// when an operator asks for them.
 	Pprof bool
@@ -24,6 +26,12 @@ func (s *Server) Admin(cfg AdminConfig) http.Handler {
 	e.RedirectFixedPath = false
 	e.Use(s.recovery, s.headers)
 	e.NoRoute(func(c *gin.Context) { s.fail(c, errNoRoute) })
+	if cfg.Metrics != nil {
+		get(e, "/metrics", gin.WrapH(cfg.Metrics))
+	}
+	// Introspection without client authentication: only operators and
+	// their services reach this listener (as Ory Hydra's admin port).
+	e.POST("/oauth2/introspect", s.limitBody, s.adminIntrospect)
 	if cfg.Pprof {
 		e.GET("/debug/pprof/", gin.WrapF(pprof.Index))
 		e.GET("/debug/pprof/cmdline", gin.WrapF(pprof.Cmdline))

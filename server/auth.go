@@ -3,11 +3,13 @@ package server
 import (
 	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 
 	"keygate/api"
 	"keygate/keys"
+	"keygate/metrics"
 	"keygate/tokens"
 )
 
@@ -43,22 +45,42 @@ func (s *Server) login(c *gin.Context) {
 	if !bind(s, c, &req, validateLogin) {
 		return
 	}
+	kind := loginKind(*req.APIKey)
 	if ok, wait := s.limits.login.allow(secretKey(*req.APIKey)); !ok {
-		s.rateLimited(c, wait)
+		s.metrics.Login(kind, metrics.OutcomeRateLimited)
+		s.rateLimited(c, wait, metrics.LimitLoginPerKey)
 		return
 	}
 	try, ok, wait := s.limits.failures.begin(clientKey(c.ClientIP()))
-	if !ok {
-		s.rateLimited(c, wait)
+	if !ok && !s.keys.KnownActive(*req.APIKey) {
+		s.metrics.Login(kind, metrics.OutcomeRateLimited)
+		s.rateLimited(c, wait, metrics.LimitLoginFailures)
 		return
 	}
 	pair, err := s.tokens.Login(c.Request.Context(), *req.APIKey, c.ClientIP())
 	try.end(credentialFailure(err))
 	if err != nil {
+		outcome := metrics.OutcomeError
+		if errors.Is(err, keys.ErrInvalidKey) {
+			outcome = metrics.OutcomeInvalidKey
+		}
+		s.metrics.Login(kind, outcome)
 		s.fail(c, err)
 		return
 	}
+	s.metrics.Login(kind, metrics.OutcomeOK)
 	s.tokenResponse(c, pair)
+}
+
+// loginKind is the metrics' kind of a presented key, by its prefix alone.
+func loginKind(apiKey string) string {
+	switch {
+	case strings.HasPrefix(apiKey, keys.PartnerKeyPrefix):
+		return metrics.KindPartner
+	case strings.HasPrefix(apiKey, keys.CompanyKeyPrefix):
+		return metrics.KindCompany
+	}
+	return metrics.KindUnknown
 }
 
 func (s *Server) refresh(c *gin.Context) {
@@ -69,22 +91,44 @@ func (s *Server) refresh(c *gin.Context) {
 	rt, parsed := s.tokens.ParseRefreshToken(*req.RefreshToken)
 	if parsed {
 		if ok, wait := s.limits.refresh.allow(rt.Family()); !ok {
-			s.rateLimited(c, wait)
+			s.metrics.Refresh(metrics.OutcomeRateLimited)
+			s.rateLimited(c, wait, metrics.LimitRefreshPerFamily)
 			return
 		}
 	}
+	// A token whose MAC checks out is no guess: it passes an address's
+	// failure limit like a known key does (see keys.Service.KnownActive).
 	try, ok, wait := s.limits.failures.begin(clientKey(c.ClientIP()))
-	if !ok {
-		s.rateLimited(c, wait)
+	if !ok && !parsed {
+		s.metrics.Refresh(metrics.OutcomeRateLimited)
+		s.rateLimited(c, wait, metrics.LimitLoginFailures)
 		return
 	}
 	pair, err := s.tokens.RefreshParsed(c.Request.Context(), rt, c.ClientIP())
 	try.end(credentialFailure(err))
+	s.metrics.Refresh(refreshOutcome(pair, err))
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
 	s.tokenResponse(c, pair)
+}
+
+// refreshOutcome is the metrics' outcome of a refresh.
+func refreshOutcome(p tokens.Pair, err error) string {
+	switch {
+	case err == nil && p.GraceRetry:
+		return metrics.OutcomeGraceRetry
+	case err == nil:
+		return metrics.OutcomeOK
+	case errors.Is(err, tokens.ErrReused):
+		return metrics.OutcomeReuseDetected
+	case errors.Is(err, tokens.ErrExpired):
+		return metrics.OutcomeExpired
+	case errors.Is(err, tokens.ErrInvalidRefreshToken):
+		return metrics.OutcomeInvalid
+	}
+	return metrics.OutcomeError
 }
 
 func (s *Server) logout(c *gin.Context) {

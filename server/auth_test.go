@@ -14,6 +14,7 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -475,29 +476,43 @@ func TestUnknownRoutesAndMethods(t *testing.T) {
 	e := newEnv(t)
 	_, apiKey := e.partner("Acme")
 	pair := e.login(apiKey)
-	cases := []struct{ method, path string }{
-		{http.MethodGet, "/nope"},
-		{http.MethodGet, "/"},
-		{http.MethodGet, "/api/v1"},
-		{http.MethodGet, "/health/"},
-		{http.MethodGet, "/HEALTH"},
-		{http.MethodPost, "/health"},
-		{http.MethodDelete, "/ready"},
-		{http.MethodGet, "/api/v1/auth/login"},
-		{http.MethodPut, "/api/v1/auth/login"},
-		{http.MethodGet, "/api/v1/auth/refresh"},
-		{http.MethodPost, "/api/v1/auth/me"},
-		{http.MethodPut, "/api/v1/companies"},
-		{http.MethodPatch, "/api/v1/companies/com_x"},
-		{http.MethodPost, "/.well-known/jwks.json"},
-		{http.MethodGet, "/api/v2/auth/me"},
+	cases := []struct {
+		method, path string
+		allow        string // "": an unknown path, 404
+	}{
+		{http.MethodGet, "/nope", ""},
+		{http.MethodGet, "/", ""},
+		{http.MethodGet, "/api/v1", ""},
+		{http.MethodGet, "/health/", ""},
+		{http.MethodGet, "/HEALTH", ""},
+		{http.MethodGet, "/api/v2/auth/me", ""},
+		{"FOO", "/nope", ""},
+		{http.MethodPost, "/health", "GET, HEAD"},
+		{http.MethodDelete, "/ready", "GET, HEAD"},
+		{http.MethodGet, "/api/v1/auth/login", "POST"},
+		{http.MethodPut, "/api/v1/auth/login", "POST"},
+		{http.MethodGet, "/api/v1/auth/refresh", "POST"},
+		{http.MethodPost, "/api/v1/auth/me", "GET, HEAD"},
+		{http.MethodPut, "/api/v1/companies", "GET, HEAD, POST"},
+		{http.MethodPatch, "/api/v1/companies/com_x", "DELETE, GET, HEAD"},
+		{http.MethodPost, "/.well-known/jwks.json", "GET, HEAD"},
+		{"FOO", "/health", "GET, HEAD"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
 			rec := e.do(request{method: tc.method, path: tc.path, token: pair.JWT})
-			wantError(t, rec, http.StatusNotFound, "not_found")
+			if tc.allow == "" {
+				wantError(t, rec, http.StatusNotFound, "not_found")
+			} else {
+				wantError(t, rec, http.StatusMethodNotAllowed, "method_not_allowed")
+				allow := strings.Split(rec.Header().Get("Allow"), ", ")
+				slices.Sort(allow)
+				if got := strings.Join(allow, ", "); got != tc.allow {
+					t.Errorf("Allow = %q, want %q", got, tc.allow)
+				}
+			}
 			if rec.Header().Get("X-Content-Type-Options") != "nosniff" || rec.Header().Get("X-Request-ID") == "" {
-				t.Errorf("404 lacks the common headers: %v", rec.Header())
+				t.Errorf("error response lacks the common headers: %v", rec.Header())
 			}
 		})
 	}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"net/http"
 
@@ -13,12 +14,13 @@ import (
 
 // Errors the HTTP layer raises itself.
 var (
-	errForbidden    = errors.New("partner token required")
-	errRateLimited  = errors.New("rate limited")
-	errUnauthorized = errors.New("missing or malformed credentials")
-	errNoRoute      = errors.New("no such route")
-	errTooLarge     = errors.New("body too large")
-	errMediaType    = errors.New("unsupported media type")
+	errForbidden        = errors.New("partner token required")
+	errRateLimited      = errors.New("rate limited")
+	errUnauthorized     = errors.New("missing or malformed credentials")
+	errNoRoute          = errors.New("no such route")
+	errMethodNotAllowed = errors.New("method not allowed")
+	errTooLarge         = errors.New("body too large")
+	errMediaType        = errors.New("unsupported media type")
 )
 
 // unauthorizedMessage is the one body of every credential failure, whatever
@@ -44,6 +46,7 @@ var errorTable = []struct {
 	{errForbidden, http.StatusForbidden, api.CodeForbidden, "this endpoint needs a partner token"},
 	{keys.ErrNotFound, http.StatusNotFound, api.CodeNotFound, "resource not found"},
 	{errNoRoute, http.StatusNotFound, api.CodeNotFound, "no such route"},
+	{errMethodNotAllowed, http.StatusMethodNotAllowed, api.CodeMethodNotAllowed, "method not allowed on this route (see Allow)"},
 	{keys.ErrDisabled, http.StatusConflict, api.CodeConflict, "the owner is disabled"},
 	{keys.ErrConflict, http.StatusConflict, api.CodeConflict, "a company with this externalId already exists"},
 	{errTooLarge, http.StatusRequestEntityTooLarge, api.CodePayloadTooLarge, "request body too large"},
@@ -59,6 +62,10 @@ var internalError = api.Error{Error: api.CodeInternal, Message: "internal error"
 // field; unmapped errors are logged with the request ID and answered with a
 // fixed message, never err.Error().
 func (s *Server) fail(c *gin.Context, err error) {
+	if clientGone(c, err) {
+		c.AbortWithStatus(StatusClientClosedRequest)
+		return
+	}
 	var ve *keys.ValidationError
 	if errors.As(err, &ve) {
 		c.AbortWithStatusJSON(http.StatusBadRequest, api.Error{Error: api.CodeValidation, Message: ve.Error()})
@@ -70,6 +77,7 @@ func (s *Server) fail(c *gin.Context, err error) {
 				s.log.ErrorContext(c.Request.Context(), "request failed", "err", err)
 			} else if e.status == http.StatusUnauthorized {
 				s.log.DebugContext(c.Request.Context(), "credentials refused", "err", err)
+				c.Header("WWW-Authenticate", challenge(c))
 			}
 			c.AbortWithStatusJSON(e.status, api.Error{Error: e.code, Message: e.message})
 			return
@@ -77,4 +85,29 @@ func (s *Server) fail(c *gin.Context, err error) {
 	}
 	s.log.ErrorContext(c.Request.Context(), "internal error", "err", err)
 	c.AbortWithStatusJSON(http.StatusInternalServerError, internalError)
+}
+
+// StatusClientClosedRequest is the status of a request whose client went
+// away before it was answered (nginx's 499): what the access log and the
+// metrics record, never a 5xx. Nothing reaches the client.
+const StatusClientClosedRequest = 499
+
+// clientGone reports whether err is the request's own cancellation: its
+// client closed the connection. A write already handed to the store has
+// completed or rolled back as a whole by then (the store waits for it).
+func clientGone(c *gin.Context, err error) bool {
+	return errors.Is(err, context.Canceled) && c.Request.Context().Err() != nil
+}
+
+// tokenPresentedKey marks a request whose access token was presented and
+// refused, for its WWW-Authenticate challenge.
+const tokenPresentedKey = "keygate.tokenPresented"
+
+// challenge is the WWW-Authenticate header of a 401 (RFC 6750 §3): the
+// realm, and error="invalid_token" when an access token was presented.
+func challenge(c *gin.Context) string {
+	if c.GetBool(tokenPresentedKey) {
+		return `Bearer realm="keygate", error="invalid_token"`
+	}
+	return `Bearer realm="keygate"`
 }

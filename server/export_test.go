@@ -10,3 +10,6 @@ func (s *Server) TrackedBuckets() map[string]int {
 		"api":      s.limits.api.len(),
 	}
 }
+
+// AdminConfigForTests is the admin listener's configuration in tests.
+func AdminConfigForTests() AdminConfig { return AdminConfig{} }

@@ -325,32 +325,41 @@ func TestFailedLoginLimitPerAddress(t *testing.T) {
 	for i := range 3 {
 		wantError(t, loginFrom(e, fmt.Sprintf("pk_guess%d", i), attacker, nil), http.StatusUnauthorized, "unauthorized")
 	}
-	// The budget is spent: every login and refresh from the address is
-	// refused, good credentials included, until a token refills.
-	if secs := retryAfter(t, loginFrom(e, a.apiKey, attacker, nil)); secs != 20 {
+	// The budget is spent: guesses from the address are refused without a
+	// lookup until a token refills...
+	if secs := retryAfter(t, loginFrom(e, "pk_guess", attacker, nil)); secs != 20 {
 		t.Errorf("Retry-After = %d, want 20 (one of 3 per minute)", secs)
 	}
-	retryAfter(t, refreshFrom(e, a.pair.RefreshToken, attacker, nil))
-	retryAfter(t, loginFrom(e, "pk_guess", attacker, nil))
+	retryAfter(t, refreshFrom(e, "rt_guess", attacker, nil))
+	// ...and a valid key that has not logged in lately too (telling it
+	// from a guess would take a lookup)...
+	_, fresh := e.partner("Fresh")
+	retryAfter(t, loginFrom(e, fresh, attacker, nil))
+	// ...but a key keygate knows to be valid is no guess: a partner behind
+	// the attacker's NAT still logs in and refreshes, and spends nothing.
+	for range 3 {
+		wantStatus(t, loginFrom(e, a.apiKey, attacker, nil), http.StatusOK)
+	}
+	wantStatus(t, refreshFrom(e, a.pair.RefreshToken, attacker, nil), http.StatusOK)
 	// Another address is not affected, and successes spend nothing.
 	for range 10 {
 		wantStatus(t, loginFrom(e, a.apiKey, bystander, nil), http.StatusOK)
 	}
 	// Time refills the bucket.
 	e.clock.Advance(19 * time.Second)
-	if secs := retryAfter(t, loginFrom(e, a.apiKey, attacker, nil)); secs != 1 {
+	if secs := retryAfter(t, loginFrom(e, "pk_guess", attacker, nil)); secs != 1 {
 		t.Errorf("Retry-After = %d after 19s, want 1", secs)
 	}
 	e.clock.Advance(time.Second)
-	wantStatus(t, loginFrom(e, a.apiKey, attacker, nil), http.StatusOK)
+	wantStatus(t, loginFrom(e, fresh, attacker, nil), http.StatusOK)
 
 	// Failed refreshes spend the same budget.
 	const other = "198.51.100.8:5000"
 	for range 3 {
 		wantError(t, refreshFrom(e, "rt_nothing", other, nil), http.StatusUnauthorized, "unauthorized")
 	}
-	retryAfter(t, loginFrom(e, a.apiKey, other, nil))
-	retryAfter(t, refreshFrom(e, a.pair.RefreshToken, other, nil))
+	retryAfter(t, loginFrom(e, "pk_guess", other, nil))
+	retryAfter(t, refreshFrom(e, "rt_guess", other, nil))
 }
 
 func TestLoginLimitPerKey(t *testing.T) {
@@ -439,9 +448,9 @@ func TestTrustedProxy(t *testing.T) {
 	// what the trusted proxies saw.
 	wantError(t, loginFrom(e, "pk_guess", proxy, xff("1.1.1.1, 203.0.113.7")), http.StatusUnauthorized, "unauthorized")
 	wantError(t, loginFrom(e, "pk_guess", proxy, xff("2.2.2.2, 203.0.113.7, 10.9.9.9")), http.StatusUnauthorized, "unauthorized")
-	retryAfter(t, loginFrom(e, apiKey, proxy, xff("203.0.113.7")))
-	retryAfter(t, loginFrom(e, apiKey, "192.0.2.1:443", xff("3.3.3.3, 203.0.113.7, 192.0.2.1")))
-	retryAfter(t, loginFrom(e, apiKey, proxy, http.Header{"X-Real-Ip": {"203.0.113.7"}}))
+	retryAfter(t, loginFrom(e, "pk_guess", proxy, xff("203.0.113.7")))
+	retryAfter(t, loginFrom(e, "pk_guess", "192.0.2.1:443", xff("3.3.3.3, 203.0.113.7, 192.0.2.1")))
+	retryAfter(t, loginFrom(e, "pk_guess", proxy, http.Header{"X-Real-Ip": {"203.0.113.7"}}))
 	// Other clients behind the same proxy are not affected.
 	wantStatus(t, loginFrom(e, apiKey, proxy, xff("203.0.113.7, 198.51.100.1")), http.StatusOK)
 	wantStatus(t, loginFrom(e, apiKey, proxy, xff("198.51.100.2")), http.StatusOK)
@@ -450,7 +459,7 @@ func TestTrustedProxy(t *testing.T) {
 	// An untrusted peer's header is not believed.
 	wantError(t, loginFrom(e, "pk_guess", "198.51.100.50:1", xff("198.51.100.51")), http.StatusUnauthorized, "unauthorized")
 	wantError(t, loginFrom(e, "pk_guess", "198.51.100.50:1", xff("198.51.100.52")), http.StatusUnauthorized, "unauthorized")
-	retryAfter(t, loginFrom(e, apiKey, "198.51.100.50:1", xff("198.51.100.53")))
+	retryAfter(t, loginFrom(e, "pk_guess", "198.51.100.50:1", xff("198.51.100.53")))
 
 	var addrs []string
 	for _, ev := range e.audit() {
@@ -470,14 +479,14 @@ func TestIPv6ClientsShareTheirSlash64(t *testing.T) {
 	_, apiKey := e.partner("Acme")
 	wantError(t, loginFrom(e, "pk_guess", "[2001:db8:1:2::1]:5000", nil), http.StatusUnauthorized, "unauthorized")
 	wantError(t, loginFrom(e, "pk_guess", "[2001:db8:1:2:ffff:ffff:ffff:ffff]:5000", nil), http.StatusUnauthorized, "unauthorized")
-	retryAfter(t, loginFrom(e, apiKey, "[2001:db8:1:2:abcd::99]:5000", nil))
-	retryAfter(t, loginFrom(e, apiKey, "[2001:DB8:1:2::2]:5000", nil))
+	retryAfter(t, loginFrom(e, "pk_guess", "[2001:db8:1:2:abcd::99]:5000", nil))
+	retryAfter(t, loginFrom(e, "pk_guess", "[2001:DB8:1:2::2]:5000", nil))
 	wantStatus(t, loginFrom(e, apiKey, "[2001:db8:1:3::1]:5000", nil), http.StatusOK)
 
 	// IPv4 clients seen through a dual-stack socket are the IPv4 address.
 	wantError(t, loginFrom(e, "pk_guess", "[::ffff:192.0.2.77]:5000", nil), http.StatusUnauthorized, "unauthorized")
 	wantError(t, loginFrom(e, "pk_guess", "192.0.2.77:5000", nil), http.StatusUnauthorized, "unauthorized")
-	retryAfter(t, loginFrom(e, apiKey, "192.0.2.77:5001", nil))
+	retryAfter(t, loginFrom(e, "pk_guess", "192.0.2.77:5001", nil))
 	wantStatus(t, loginFrom(e, apiKey, "192.0.2.78:5000", nil), http.StatusOK)
 }
 
@@ -576,7 +585,7 @@ func TestOverTheNetwork(t *testing.T) {
 	}
 	// The TCP peer is the client: one failure from it spends its budget.
 	post("/api/v1/auth/login", strings.NewReader(loginBody("pk_guess")))
-	resp = post("/api/v1/auth/login", strings.NewReader(loginBody(apiKey)))
+	resp = post("/api/v1/auth/login", strings.NewReader(loginBody("pk_guess")))
 	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
 		t.Errorf("after a failure from 127.0.0.1: %d, want 429 with Retry-After", resp.StatusCode)
 	}

@@ -100,7 +100,11 @@ type options struct {
 	maxBody        int64
 	algorithm      string
 	jwks           func(real func() []byte) func() []byte
+	config         func(*gateway.Config) // any other change to the defaults
 }
+
+// withConfig changes the gateway's configuration before it is built.
+func withConfig(change func(*gateway.Config)) option { return func(o *options) { o.config = change } }
 
 type option func(*options)
 
@@ -161,6 +165,9 @@ func newEnv(t testing.TB, opts ...option) *env {
 		RefreshPerFamilyPerMinute: o.limits.RefreshPerFamilyPerMinute,
 		APIPerMinute:              o.limits.APIPerMinute,
 		MaxTracked:                cmp.Or(o.limits.MaxTracked, cfg.RateLimit.MaxTracked),
+	}
+	if o.config != nil {
+		o.config(&cfg)
 	}
 	db, err := store.Open(ctx, cfg.Database, store.Options{Create: true, Log: log, Now: clk.Now})
 	if err != nil {
@@ -233,11 +240,22 @@ func (e *env) do(r request) *httptest.ResponseRecorder {
 
 // serve answers req, then writes the batched login audit and last uses, so
 // that every test reads the audit trail and lastUsedAt as they stand after
-// the request (serve batches them once a second).
+// the request (serve batches them once a second). Every response is held
+// to the OpenAPI document (contract_test.go): one it does not describe
+// fails the test, whatever the request was.
 func (e *env) serve(req *http.Request) *httptest.ResponseRecorder {
+	var read bytes.Buffer
+	if req.Body != nil && req.Body != http.NoBody {
+		req.Body = readBody{ReadCloser: req.Body, read: &read}
+	}
 	rec := httptest.NewRecorder()
 	e.handler.ServeHTTP(rec, req)
 	e.recorder.Flush(context.Background())
+	c := mustContract(e.t)
+	v := c.check(context.Background(), exchange{req: req, reqBody: read.Bytes(), status: rec.Code, header: rec.Header(), body: rec.Body.Bytes()})
+	if v.response != nil {
+		e.t.Errorf("%s %s answered %d, which contradicts api/openapi.json: %v\nbody: %.400s", req.Method, req.URL, rec.Code, v.response, rec.Body)
+	}
 	return rec
 }
 

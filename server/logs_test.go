@@ -83,6 +83,8 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	wantStatus(t, e.get("/api/v1/auth/me", companySession.JWT), http.StatusOK)
 	second := decodeInto[newKeyBody](t, e.post(keysPath(co.ID), "", a.pair.JWT))
 	keep(second.APIKey)
+	_, fresh := e.partner("Fresh") // a valid key that never logged in
+	keep(fresh)
 	wantStatus(t, e.get(keysPath(co.ID), a.pair.JWT), http.StatusOK)
 	wantStatus(t, e.get(companiesPath+"?limit=1", a.pair.JWT), http.StatusOK)
 	next := pair(e.refresh(companySession.RefreshToken))
@@ -106,7 +108,7 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 		{request{method: http.MethodGet, path: companiesPath, token: companySession.JWT}, http.StatusForbidden},
 		{request{method: http.MethodGet, path: companiesPath + "?cursor=" + a.apiKey, token: a.pair.JWT}, http.StatusBadRequest},
 		{request{method: http.MethodGet, path: "/nope?apiKey=" + a.apiKey}, http.StatusNotFound},
-		{request{method: http.MethodPost, path: "/api/v1/auth/login", body: loginBody(a.apiKey)}, http.StatusTooManyRequests},
+		{request{method: http.MethodPost, path: "/api/v1/auth/login", body: loginBody(fresh)}, http.StatusTooManyRequests},
 	}
 	for _, f := range failures {
 		wantStatus(t, e.do(f.r), f.status)

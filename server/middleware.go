@@ -109,15 +109,20 @@ func (s *Server) accessLog(c *gin.Context) {
 	if route == "" {
 		route = "unmatched"
 	}
+	took := time.Since(start)
+	s.metrics.Request(route, c.Request.Method, c.Writer.Status(), took)
 	attrs := []slog.Attr{
 		slog.String("method", c.Request.Method),
 		slog.String("route", route),
 		slog.Int("status", c.Writer.Status()),
-		slog.Float64("latency_ms", float64(time.Since(start).Microseconds())/1000),
+		slog.Float64("latency_ms", float64(took.Microseconds())/1000),
 		slog.String("client", c.ClientIP()),
 	}
 	if v, ok := c.Get(sessionKey); ok {
 		attrs = append(attrs, slog.String("principal", v.(tokens.Session).Principal.ID))
+	}
+	if c.Writer.Status() == StatusClientClosedRequest {
+		attrs = append(attrs, slog.Bool("client_closed", true))
 	}
 	s.log.LogAttrs(c.Request.Context(), slog.LevelInfo, "request", attrs...)
 }
@@ -132,6 +137,7 @@ func (s *Server) authenticate(c *gin.Context) {
 	}
 	sess, err := s.tokens.Authorize(c.Request.Context(), raw)
 	if err != nil {
+		c.Set(tokenPresentedKey, true)
 		s.fail(c, err)
 		return
 	}

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"keygate/metrics"
+
 	"github.com/gin-gonic/gin"
 	"golang.org/x/time/rate"
 )
@@ -157,13 +159,15 @@ func (l *limiters) len() int {
 }
 
 // rateLimited renders a 429 with Retry-After in whole seconds, at least 1.
-func (s *Server) rateLimited(c *gin.Context, wait time.Duration) {
-	secs := int(math.Ceil(wait.Seconds()))
-	if secs < 1 {
-		secs = 1
-	}
-	c.Header("Retry-After", strconv.Itoa(secs))
+func (s *Server) rateLimited(c *gin.Context, wait time.Duration, limit string) {
+	s.metrics.RateLimited(limit)
+	c.Header("Retry-After", retryAfter(wait))
 	s.fail(c, errRateLimited)
+}
+
+// retryAfter is a Retry-After value: whole seconds, at least 1.
+func retryAfter(wait time.Duration) string {
+	return strconv.Itoa(max(1, int(math.Ceil(wait.Seconds()))))
 }
 
 // clientKey buckets a client address: IPv6 clients by their /64, since one
@@ -190,7 +194,7 @@ func secretKey(secret string) string {
 // limitAPI applies the per-principal budget of authenticated endpoints.
 func (s *Server) limitAPI(c *gin.Context) {
 	if ok, wait := s.limits.api.allow(session(c).Principal.ID); !ok {
-		s.rateLimited(c, wait)
+		s.rateLimited(c, wait, metrics.LimitAPI)
 		return
 	}
 	c.Next()

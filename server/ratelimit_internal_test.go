@@ -73,7 +73,7 @@ func TestRetryAfterIsWholeSecondsAtLeastOne(t *testing.T) {
 		rec := httptest.NewRecorder()
 		c, _ := gin.CreateTestContext(rec)
 		c.Request = httptest.NewRequest("GET", "/", nil)
-		s.rateLimited(c, wait)
+		s.rateLimited(c, wait, "api")
 		if got := rec.Header().Get("Retry-After"); got != want || rec.Code != 429 {
 			t.Errorf("wait %v: %d Retry-After %q, want 429 and %q", wait, rec.Code, got, want)
 		}

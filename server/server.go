@@ -12,6 +12,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"keygate/keys"
+	"keygate/metrics"
 	"keygate/tokens"
 )
 
@@ -22,6 +23,7 @@ type Config struct {
 	TrustedProxies []string
 	MaxBodyBytes   int64
 	RateLimits     RateLimits
+	OAuth          OAuthConfig
 }
 
 // Deps are the services the handlers call.
@@ -32,18 +34,23 @@ type Deps struct {
 	Ready  func(context.Context) error
 	Log    *slog.Logger
 	Now    func() time.Time
+	// Metrics, if not nil, records requests, logins, refreshes and limits.
+	Metrics *metrics.Metrics
 }
 
 // Server holds the Gin engine and what its handlers need.
 type Server struct {
-	cfg    Config
-	keys   *keys.Service
-	tokens *tokens.Service
-	jwks   func() []byte
-	ready  func(context.Context) error
-	log    *slog.Logger
-	limits rateLimiters
-	engine *gin.Engine
+	cfg     Config
+	keys    *keys.Service
+	tokens  *tokens.Service
+	jwks    func() []byte
+	ready   func(context.Context) error
+	log     *slog.Logger
+	now     func() time.Time
+	oauth   OAuthConfig
+	metrics *metrics.Metrics
+	limits  rateLimiters
+	engine  *gin.Engine
 }
 
 // New builds the engine and its routes.
@@ -56,14 +63,17 @@ func New(cfg Config, d Deps) (*Server, error) {
 	}
 	gin.SetMode(gin.ReleaseMode)
 	s := &Server{
-		cfg:    cfg,
-		keys:   d.Keys,
-		tokens: d.Tokens,
-		jwks:   d.JWKS,
-		ready:  d.Ready,
-		log:    d.Log,
-		limits: newRateLimiters(cfg.RateLimits, d.Now),
-		engine: gin.New(),
+		cfg:     cfg,
+		keys:    d.Keys,
+		tokens:  d.Tokens,
+		jwks:    d.JWKS,
+		ready:   d.Ready,
+		log:     d.Log,
+		now:     d.Now,
+		oauth:   cfg.OAuth,
+		metrics: d.Metrics,
+		limits:  newRateLimiters(cfg.RateLimits, d.Now),
+		engine:  gin.New(),
 	}
 	e := s.engine
 	// Never gin's default of trusting every proxy: clients could then forge
@@ -73,7 +83,8 @@ func New(cfg Config, d Deps) (*Server, error) {
 	}
 	e.ForwardedByClientIP = len(cfg.TrustedProxies) > 0
 	e.RemoteIPHeaders = []string{"X-Forwarded-For", "X-Real-IP"}
-	e.HandleMethodNotAllowed = false
+	// A known path with another method is 405 with Allow (RFC 9110 §15.5.6).
+	e.HandleMethodNotAllowed = true
 	e.RedirectTrailingSlash = false
 	e.RedirectFixedPath = false
 	e.ContextWithFallback = true
@@ -82,28 +93,45 @@ func New(cfg Config, d Deps) (*Server, error) {
 	// panicked still gets its access line, with the 500 it was answered with.
 	e.Use(s.requestID, s.accessLog, s.recovery, s.headers, s.limitBody)
 	e.NoRoute(func(c *gin.Context) { s.fail(c, errNoRoute) })
+	e.NoMethod(func(c *gin.Context) { s.fail(c, errMethodNotAllowed) })
 
-	e.GET("/health", s.health)
-	e.GET("/ready", s.readiness)
-	e.GET("/.well-known/jwks.json", s.jwksHandler)
+	get(e, "/health", s.health)
+	get(e, "/ready", s.readiness)
+	get(e, "/.well-known/jwks.json", s.jwksHandler)
+	get(e, "/openapi.json", s.openAPI)
 
 	v1 := e.Group("/api/v1")
 	v1.POST("/auth/login", s.login)
 	v1.POST("/auth/refresh", s.refresh)
 	v1.POST("/auth/logout", s.logout)
 
+	oauth := e.Group("/oauth2")
+	oauth.POST("/token", s.token)
+	oauth.POST("/revoke", s.revoke)
+	oauth.POST("/introspect", s.introspect)
+	if cfg.OAuth.PublicURL != "" {
+		get(e, "/.well-known/oauth-authorization-server", s.metadata)
+	}
+
 	authed := v1.Group("", s.authenticate, s.limitAPI)
-	authed.GET("/auth/me", s.me)
+	get(authed, "/auth/me", s.me)
 
 	partners := authed.Group("/companies", s.partnerOnly)
 	partners.POST("", s.createCompany)
-	partners.GET("", s.listCompanies)
-	partners.GET("/:id", s.getCompany)
+	get(partners, "", s.listCompanies)
+	get(partners, "/:id", s.getCompany)
 	partners.DELETE("/:id", s.disableCompany)
 	partners.POST("/:id/keys", s.createCompanyKey)
-	partners.GET("/:id/keys", s.listCompanyKeys)
+	get(partners, "/:id/keys", s.listCompanyKeys)
 	partners.DELETE("/:id/keys/:keyId", s.revokeCompanyKey)
 	return s, nil
+}
+
+// get routes GET and HEAD to the same handlers: HEAD works wherever GET
+// does (net/http sends no body for HEAD).
+func get(r gin.IRoutes, path string, handlers ...gin.HandlerFunc) {
+	r.GET(path, handlers...)
+	r.HEAD(path, handlers...)
 }
 
 // Handler returns the HTTP handler.

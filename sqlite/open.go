@@ -195,6 +195,10 @@ func (d *DB) Ready(ctx context.Context) error {
 	return err
 }
 
+// Failing reports whether writes are failing: set by a commit that failed
+// for a storage reason, cleared by Ready's probe write once one succeeds.
+func (d *DB) Failing() bool { return d.failing.Load() }
+
 // IntegrityCheck runs PRAGMA integrity_check and returns its verdict.
 func (d *DB) IntegrityCheck(ctx context.Context) error {
 	var res string

@@ -1,8 +1,8 @@
 // Package store is the one seam between keygate and its databases: the
 // Store interface every backend implements (the keys and tokens stores,
 // plus Ready and Close) and Open, which opens the backend the configuration
-// names. sqlite/ and memstore/ (the in-memory floor of the benchmarks)
-// implement it, storetest/ holds the contract they all pass, and gateway/
+// names. sqlite/, postgres/ and memstore/ (the in-memory floor of the
+// benchmarks) implement it, storetest/ holds the contract they all pass, and gateway/
 // wires it into the services.
 package store
 
@@ -15,7 +15,9 @@ import (
 	"os"
 	"time"
 
+	"keygate/dump"
 	"keygate/keys"
+	"keygate/postgres"
 	"keygate/sqlite"
 	"keygate/tokens"
 )
@@ -32,16 +34,68 @@ type Store interface {
 	Close() error
 }
 
-var _ Store = (*sqlite.DB)(nil)
+var (
+	_ Store    = (*sqlite.DB)(nil)
+	_ Store    = (*postgres.DB)(nil)
+	_ Exporter = (*sqlite.DB)(nil)
+	_ Importer = (*postgres.DB)(nil)
+)
 
 // Drivers names the accepted values of database.driver.
-var Drivers = []string{"sqlite"}
+var Drivers = []string{"sqlite", "postgres"}
 
 // Config is the database section of the configuration.
 type Config struct {
-	Driver      string // "sqlite" (the default)
+	Driver      string // "sqlite" (the default) or "postgres"
 	Path        string // sqlite: the database file
 	Synchronous string // sqlite: FULL by default
+	URL         URL    // postgres: postgres://user:password@host:port/database
+	MaxConns    int    // postgres: the connection pool's size
+}
+
+// Describe names the database for logs and messages: the SQLite file, or
+// the PostgreSQL URL without its password.
+func (c Config) Describe() string {
+	if c.Driver == "postgres" {
+		return c.URL.String()
+	}
+	return c.Path
+}
+
+// URL is a database URL. It prints without its password, so that a
+// configuration dumped to a log or an error does not leak it; Reveal gives
+// the URL itself, for the driver.
+type URL string
+
+// String is the URL with its password replaced by xxxxx.
+func (u URL) String() string {
+	if u == "" {
+		return ""
+	}
+	return postgres.Redact(string(u))
+}
+
+// LogValue implements slog.LogValuer.
+func (u URL) LogValue() slog.Value { return slog.StringValue(u.String()) }
+
+// GoString keeps %#v from printing the password.
+func (u URL) GoString() string { return u.String() }
+
+// Reveal is the URL, password included.
+func (u URL) Reveal() string { return string(u) }
+
+// Exporter is a store whose rows keygate store copy can read: SQLite, the
+// store one moves from.
+type Exporter interface {
+	Export(ctx context.Context) (dump.Source, error)
+}
+
+// Importer is a store keygate store copy can fill: PostgreSQL. Import
+// copies every row of src in one transaction into a store that holds
+// nothing yet, refusing one that holds anything, checks the counts against
+// src's before it commits, and returns them.
+type Importer interface {
+	Import(ctx context.Context, src dump.Source) (dump.Counts, error)
 }
 
 // Options are what Open needs besides the configuration.
@@ -64,6 +118,14 @@ func Open(ctx context.Context, cfg Config, opts Options) (Store, error) {
 			}
 		}
 		return sqlite.Open(ctx, sqlite.Options{Path: cfg.Path, Synchronous: cfg.Synchronous, Logger: opts.Log, Now: opts.Now})
+	case "postgres":
+		// A PostgreSQL database exists before keygate does: Create has no
+		// part here, and migrations make an empty one keygate's.
+		db, err := postgres.Open(ctx, postgres.Options{URL: cfg.URL.Reveal(), MaxConns: cfg.MaxConns, Logger: opts.Log, Now: opts.Now})
+		if err != nil {
+			return nil, err
+		}
+		return db, nil
 	}
 	return nil, fmt.Errorf("database.driver: unknown driver %q", cfg.Driver)
 }

@@ -6,99 +6,29 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
 	"keygate/internal/jsonw"
 	"keygate/keys"
+	"keygate/verify/accesstoken"
 )
 
-// ErrInvalidToken covers every reason an access token is refused.
-var ErrInvalidToken = errors.New("invalid access token")
+// ErrInvalidToken covers every reason an access token is refused. It is
+// accesstoken.ErrInvalid: downstream verifiers refuse with the same error.
+var ErrInvalidToken = accesstoken.ErrInvalid
 
 // TokenType is the JWT typ header of access tokens (RFC 9068).
-const TokenType = "at+jwt"
+const TokenType = accesstoken.Type
 
-// maxJWTLen bounds the tokens we parse; ours are well under 1 KiB.
-const maxJWTLen = 4096
+// Claims are the claims of an R-Auth access token: accesstoken.Claims, the
+// type downstream verifiers return, with the principal they speak for.
+type Claims accesstoken.Claims
 
-// Claims are the claims of an R-Auth access token.
-type Claims struct {
-	jwt.RegisteredClaims
-	ClientID  string `json:"client_id"`
-	Kind      string `json:"kind"`
-	PartnerID string `json:"partner_id"`
-	CompanyID string `json:"company_id,omitempty"`
-	KeyID     string `json:"key_id"`
-}
-
-// UnmarshalJSON decodes the claims in one pass, refusing time claims that
-// are not JSON numbers (RFC 7519 NumericDate): golang-jwt's own decoding
-// would read "exp":"1999999999" as a date.
-func (c *Claims) UnmarshalJSON(b []byte) error {
-	var w struct {
-		Issuer    string           `json:"iss"`
-		Subject   string           `json:"sub"`
-		Audience  jwt.ClaimStrings `json:"aud"`
-		ExpiresAt numericDate      `json:"exp"`
-		NotBefore numericDate      `json:"nbf"`
-		IssuedAt  numericDate      `json:"iat"`
-		ID        string           `json:"jti"`
-		ClientID  string           `json:"client_id"`
-		Kind      string           `json:"kind"`
-		PartnerID string           `json:"partner_id"`
-		CompanyID string           `json:"company_id"`
-		KeyID     string           `json:"key_id"`
-	}
-	if err := json.Unmarshal(b, &w); err != nil {
-		return err
-	}
-	*c = Claims{
-		RegisteredClaims: jwt.RegisteredClaims{
-			Issuer: w.Issuer, Subject: w.Subject, Audience: w.Audience,
-			ExpiresAt: w.ExpiresAt.date, NotBefore: w.NotBefore.date, IssuedAt: w.IssuedAt.date, ID: w.ID,
-		},
-		ClientID: w.ClientID, Kind: w.Kind, PartnerID: w.PartnerID, CompanyID: w.CompanyID, KeyID: w.KeyID,
-	}
-	return nil
-}
-
-// numericDate decodes a time claim that must be a JSON number.
-type numericDate struct{ date *jwt.NumericDate }
-
-func (n *numericDate) UnmarshalJSON(b []byte) error {
-	if len(b) == 0 || b[0] != '-' && (b[0] < '0' || b[0] > '9') {
-		return errors.New("time claim is not a number")
-	}
-	n.date = new(jwt.NumericDate)
-	return n.date.UnmarshalJSON(b)
-}
-
-// Validate checks the claims golang-jwt does not know about; it runs after
-// the standard checks of exp, nbf, iat, iss and aud.
-func (c *Claims) Validate() error {
-	if c.Subject == "" || c.ClientID != c.Subject || c.KeyID == "" || c.PartnerID == "" || c.ID == "" {
-		return errors.New("missing principal claims")
-	}
-	switch keys.Kind(c.Kind) {
-	case keys.KindPartner:
-		if c.PartnerID != c.Subject || c.CompanyID != "" {
-			return errors.New("inconsistent partner claims")
-		}
-	case keys.KindCompany:
-		if c.CompanyID != c.Subject {
-			return errors.New("inconsistent company claims")
-		}
-	default:
-		return errors.New("unknown kind")
-	}
-	if c.NotBefore == nil || c.IssuedAt == nil {
-		return errors.New("missing nbf or iat")
-	}
-	return nil
-}
+// UnmarshalJSON decodes the claims as accesstoken.Claims does, refusing
+// time claims that are not JSON numbers.
+func (c *Claims) UnmarshalJSON(b []byte) error { return (*accesstoken.Claims)(c).UnmarshalJSON(b) }
 
 // Principal returns who the claims speak for.
 func (c *Claims) Principal() keys.Principal {
@@ -120,19 +50,25 @@ type JWT struct {
 	keys   *Keyring
 	now    func() time.Time
 	method jwt.SigningMethod
-	parser *jwt.Parser
+	rules  *accesstoken.Rules // the verification rules downstream verifiers share
 	// The claims every token shares, encoded once: `{"iss":"..."` and
 	// `,"aud":["..."]`.
 	fixed, aud []byte
 }
 
-// NewJWT makes a signer/verifier; the parser and its options are built once.
+// NewJWT makes a signer/verifier; the verification rules are built once.
 func NewJWT(cfg JWTConfig, ring *Keyring, now func() time.Time) (*JWT, error) {
 	method := signingMethod(cfg.Algorithm)
 	if method == nil {
 		return nil, fmt.Errorf("unknown algorithm %q", cfg.Algorithm)
 	}
 	aud, err := json.Marshal(jwt.ClaimStrings{cfg.Audience})
+	if err != nil {
+		return nil, err
+	}
+	rules, err := accesstoken.NewRules(accesstoken.Config{
+		Issuer: cfg.Issuer, Audience: cfg.Audience, Leeway: cfg.Leeway, Algorithms: []string{cfg.Algorithm}, Now: now,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -143,16 +79,7 @@ func NewJWT(cfg JWTConfig, ring *Keyring, now func() time.Time) (*JWT, error) {
 		method: method,
 		fixed:  jsonw.String([]byte(`{"iss":`), cfg.Issuer),
 		aud:    append([]byte(`,"aud":`), aud...),
-		parser: jwt.NewParser(
-			jwt.WithValidMethods([]string{cfg.Algorithm}),
-			jwt.WithExpirationRequired(),
-			jwt.WithIssuedAt(),
-			jwt.WithIssuer(cfg.Issuer),
-			jwt.WithAudience(cfg.Audience),
-			jwt.WithStrictDecoding(),
-			jwt.WithLeeway(cfg.Leeway),
-			jwt.WithTimeFunc(now),
-		),
+		rules:  rules,
 	}, nil
 }
 
@@ -218,50 +145,26 @@ func (j *JWT) appendClaims(b []byte, p keys.Principal, iat, exp int64, jti strin
 	return append(b, '}')
 }
 
-// Verify checks an access token strictly: the configured algorithm only,
-// a known kid, typ at+jwt, iss, aud, exp, nbf and iat within the leeway.
-// Every failure is ErrInvalidToken; the cause is wrapped for the logs.
+// Verify checks an access token by the rules downstream verifiers share
+// (accesstoken.Rules): the configured algorithm only, a kid of the keyring,
+// typ at+jwt, iss, aud, exp, nbf and iat within the leeway. Every failure
+// is ErrInvalidToken; the cause is wrapped for the logs.
 func (j *JWT) Verify(raw string) (*Claims, error) {
-	if len(raw) > maxJWTLen || strings.Count(raw, ".") != 2 || !base64URLOrDots(raw) {
-		return nil, ErrInvalidToken
+	claims, err := j.rules.Verify(raw, j.keyFor)
+	if err != nil {
+		return nil, err
 	}
-	claims := new(Claims)
-	if _, err := j.parser.ParseWithClaims(raw, claims, j.keyFor); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)
-	}
-	return claims, nil
+	return (*Claims)(claims), nil
 }
 
-// keyFor picks the verification key by kid after checking the header. Keys
-// are never fetched from jku/x5u or taken from an embedded jwk.
-func (j *JWT) keyFor(t *jwt.Token) (any, error) {
-	for _, h := range []string{"jku", "x5u", "jwk", "x5c", "crit"} {
-		if _, ok := t.Header[h]; ok {
-			return nil, fmt.Errorf("forbidden header %q", h)
-		}
-	}
-	if typ, _ := t.Header["typ"].(string); !strings.EqualFold(typ, TokenType) && !strings.EqualFold(typ, "application/"+TokenType) {
-		return nil, errors.New("wrong typ")
-	}
-	kid, _ := t.Header["kid"].(string)
+// keyFor returns the keyring's key for kid, with the one algorithm keygate
+// signs with.
+func (j *JWT) keyFor(kid string) (accesstoken.Key, error) {
 	key, ok := j.keys.verificationKey(kid)
 	if !ok {
-		return nil, errors.New("unknown kid")
+		return accesstoken.Key{}, errors.New("unknown kid")
 	}
-	return key, nil
-}
-
-// base64URLOrDots reports whether s holds only base64url characters and
-// dots: the decoder skips CR and LF, which would let one token be written
-// in many ways.
-func base64URLOrDots(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return false
-		}
-	}
-	return true
+	return accesstoken.Key{Algorithm: j.cfg.Algorithm, Public: key}, nil
 }
 
 func newJTI() string {

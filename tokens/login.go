@@ -2,6 +2,7 @@ package tokens
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"time"
@@ -16,12 +17,32 @@ import (
 // So a login never waits for a database writer, and a crash right after it
 // loses at most its audit event: both tokens it returned stay good.
 func (s *Service) Login(ctx context.Context, apiKey, addr string) (Pair, error) {
+	return s.LoginWith(ctx, apiKey, addr, LoginOptions{})
+}
+
+// LoginOptions are what a login may ask for besides the key.
+type LoginOptions struct {
+	// ClientID, if set, must be the id of the key's principal: the OAuth
+	// client_credentials grant, where the client authenticates with its
+	// id and its key as the secret. Another id is keys.ErrInvalidKey, like
+	// a wrong key, so that nothing tells the two apart.
+	ClientID string
+	// NoRefresh issues no refresh token (the client_credentials grant's
+	// default, RFC 6749 §4.4.3).
+	NoRefresh bool
+}
+
+// LoginWith is Login with options.
+func (s *Service) LoginWith(ctx context.Context, apiKey, addr string, o LoginOptions) (Pair, error) {
 	if _, err := keys.ParseAPIKey(apiKey); err != nil {
 		s.auth.RecordLogin(ctx, keys.Principal{}, keys.HintMalformed, addr, false)
 		return Pair{}, keys.ErrInvalidKey
 	}
 	hint := keys.Hint(apiKey)
 	p, err := s.auth.Authenticate(ctx, apiKey)
+	if err == nil && o.ClientID != "" && subtle.ConstantTimeCompare([]byte(o.ClientID), []byte(p.ID)) != 1 {
+		err = keys.ErrInvalidKey
+	}
 	if err != nil {
 		if errors.Is(err, keys.ErrInvalidKey) {
 			s.auth.RecordLogin(ctx, keys.Principal{}, hint, addr, false)
@@ -37,10 +58,13 @@ func (s *Service) Login(ctx context.Context, apiKey, addr string) (Pair, error) 
 	if err != nil {
 		return Pair{}, err
 	}
-	// The family's start is its id's millisecond, as a refresh will read it.
-	created := time.UnixMilli(now.UnixMilli()).UTC()
-	expires := s.expiry(created, created)
-	rt := s.firstToken(newFamilyID(created), keyID, expires)
 	s.auth.RecordLogin(ctx, p, hint, addr, true)
-	return Pair{JWT: keys.Secret(jwt), ExpiresAt: exp, RefreshToken: rt, RefreshTokenExpiration: expires}, nil
+	pair := Pair{Principal: p, JWT: keys.Secret(jwt), ExpiresAt: exp}
+	if !o.NoRefresh {
+		// The family's start is its id's millisecond, as a refresh will read it.
+		created := time.UnixMilli(now.UnixMilli()).UTC()
+		pair.RefreshTokenExpiration = s.expiry(created, created)
+		pair.RefreshToken = s.firstToken(newFamilyID(created), keyID, pair.RefreshTokenExpiration)
+	}
+	return pair, nil
 }

@@ -12,6 +12,16 @@ import (
 // with a generation-0 token writes the family's row, revoked, so that the
 // token cannot start the family later.
 func (s *Service) Logout(ctx context.Context, raw string) error {
+	return s.revoke(ctx, raw, "")
+}
+
+// RevokeAs is Logout for an authenticated client (OAuth revocation,
+// RFC 7009): a token of another principal than clientID changes nothing.
+func (s *Service) RevokeAs(ctx context.Context, raw, clientID string) error {
+	return s.revoke(ctx, raw, clientID)
+}
+
+func (s *Service) revoke(ctx context.Context, raw, clientID string) error {
 	t, ok := s.parse(raw)
 	if !ok {
 		return nil
@@ -23,7 +33,7 @@ func (s *Service) Logout(ctx context.Context, raw string) error {
 		seed = t.seed()
 	}
 	err := s.store.UpdateFamily(ctx, t.family(), seed, func(f *Family) (Change, error) {
-		if f.RevokedAt != nil {
+		if f.RevokedAt != nil || clientID != "" && f.Principal.ID != clientID {
 			return Change{}, nil
 		}
 		now := s.now()

@@ -40,6 +40,18 @@ func (t RefreshToken) Family() string { return t.t.family() }
 
 // RefreshParsed is Refresh of a token already parsed.
 func (s *Service) RefreshParsed(ctx context.Context, rt RefreshToken, addr string) (Pair, error) {
+	return s.refresh(ctx, rt, addr, "")
+}
+
+// RefreshAs is RefreshParsed for an authenticated client (the OAuth
+// refresh_token grant): a token of another principal than clientID is
+// refused with ErrOtherClient and changes nothing — no rotation, no reuse
+// detection on someone else's family.
+func (s *Service) RefreshAs(ctx context.Context, rt RefreshToken, clientID, addr string) (Pair, error) {
+	return s.refresh(ctx, rt, addr, clientID)
+}
+
+func (s *Service) refresh(ctx context.Context, rt RefreshToken, addr, clientID string) (Pair, error) {
 	t := rt.t
 	if t.familyID == nil {
 		return Pair{}, ErrInvalidRefreshToken // the zero RefreshToken
@@ -52,9 +64,12 @@ func (s *Service) RefreshParsed(ctx context.Context, rt RefreshToken, addr strin
 	}
 	gen := t.gen
 	var out Family
+	var retry bool
 	err := s.store.UpdateFamily(ctx, t.family(), seed, func(f *Family) (Change, error) {
 		now := s.now()
 		switch {
+		case clientID != "" && f.Principal.ID != clientID:
+			return Change{}, errOtherClient
 		case f.RevokedAt != nil:
 			return Change{}, ErrInvalidRefreshToken
 		case !f.PrincipalActive:
@@ -62,7 +77,7 @@ func (s *Service) RefreshParsed(ctx context.Context, rt RefreshToken, addr strin
 			return Change{Write: true}, ErrInvalidRefreshToken
 		case gen == f.Generation:
 			if !now.Before(f.ExpiresAt) {
-				return Change{}, ErrInvalidRefreshToken
+				return Change{}, errExpired
 			}
 			f.ParentExpiresAt = f.ExpiresAt
 			f.Generation++
@@ -72,9 +87,9 @@ func (s *Service) RefreshParsed(ctx context.Context, rt RefreshToken, addr strin
 			return Change{Write: true}, nil
 		case gen == f.Generation-1 && s.cfg.ReuseGrace > 0 && now.Sub(f.RotatedAt) <= s.cfg.ReuseGrace:
 			if !now.Before(f.ParentExpiresAt) || !now.Before(f.ExpiresAt) {
-				return Change{}, ErrInvalidRefreshToken // expired, grace or not
+				return Change{}, errExpired // grace or not
 			}
-			out = *f
+			out, retry = *f, true
 			return Change{}, nil
 		case gen < f.Generation:
 			f.RevokedAt, f.RevokeReason = &now, "reuse"
@@ -83,22 +98,28 @@ func (s *Service) RefreshParsed(ctx context.Context, rt RefreshToken, addr strin
 				Action: "refresh.reuse_detected", TargetType: "token_family", Target: f.ID,
 				Addr: addr, Outcome: OutcomeRevoked, Detail: "key=" + f.Principal.KeyID,
 			}
-			return Change{Write: true, Audit: []keys.AuditEvent{ev}}, errReused
+			return Change{Write: true, Audit: []keys.AuditEvent{ev}}, ErrReused
 		default: // a generation from the future: a forged token with a valid MAC cannot exist
 			return Change{}, ErrInvalidRefreshToken
 		}
 	})
-	if err != nil {
-		if errors.Is(err, keys.ErrNotFound) || errors.Is(err, errReused) {
-			return Pair{}, errors.Join(ErrInvalidRefreshToken, err)
-		}
+	switch {
+	case err == nil:
+	case errors.Is(err, keys.ErrNotFound) && seed == nil && t.gen == 0:
+		return Pair{}, errExpired // an expired login token whose family never got a row
+	case errors.Is(err, keys.ErrNotFound) || errors.Is(err, ErrReused):
+		return Pair{}, errors.Join(ErrInvalidRefreshToken, err)
+	default:
 		return Pair{}, err
 	}
 	jwt, exp, err := s.jwt.Sign(out.Principal, s.now())
 	if err != nil {
 		return Pair{}, err
 	}
-	return Pair{JWT: keys.Secret(jwt), ExpiresAt: exp, RefreshToken: s.token(t.familyID, out.Generation), RefreshTokenExpiration: out.ExpiresAt}, nil
+	return Pair{
+		Principal: out.Principal, GraceRetry: retry, JWT: keys.Secret(jwt), ExpiresAt: exp,
+		RefreshToken: s.token(t.familyID, out.Generation), RefreshTokenExpiration: out.ExpiresAt,
+	}, nil
 }
 
 // OutcomeRevoked is the audit outcome of a family killed on reuse.

@@ -20,8 +20,23 @@ import (
 // unknown, malformed, expired, revoked, reused, or its principal inactive.
 var ErrInvalidRefreshToken = errors.New("invalid refresh token")
 
-// errReused is wrapped in ErrInvalidRefreshToken for the logs.
-var errReused = errors.New("refresh token reused")
+// Why a refresh token was refused, for logs and metrics: each comes wrapped
+// with ErrInvalidRefreshToken, which is all a client learns.
+var (
+	// ErrReused: a used token was presented again; its family is revoked.
+	ErrReused = errors.New("refresh token reused")
+	// ErrExpired: the token's inactivity or absolute lifetime is over.
+	ErrExpired = errors.New("refresh token expired")
+	// ErrOtherClient: the token belongs to another principal than the
+	// client presenting it (OAuth); nothing was changed.
+	ErrOtherClient = errors.New("refresh token of another client")
+)
+
+// The refusals of an expired token and of another client's.
+var (
+	errExpired     = errors.Join(ErrInvalidRefreshToken, ErrExpired)
+	errOtherClient = errors.Join(ErrInvalidRefreshToken, ErrOtherClient)
+)
 
 // Store is everything the tokens package persists.
 type Store interface {
@@ -47,6 +62,11 @@ type RefreshConfig struct {
 
 // Pair is what a login or refresh returns.
 type Pair struct {
+	// Principal is who the tokens speak for (no name).
+	Principal keys.Principal
+	// GraceRetry: the refresh was the retry of a token used within the
+	// grace window, answered with the successor already issued.
+	GraceRetry             bool
 	JWT                    keys.Secret
 	ExpiresAt              time.Time
 	RefreshToken           keys.Secret

@@ -383,3 +383,32 @@ func successor(recs []SigningKeyRecord, i int) *SigningKeyRecord {
 	}
 	return nil
 }
+
+// States counts the loaded signing keys: the one that signs now, those
+// published but not yet signing, and those retired but still published for
+// verification.
+func (k *Keyring) States() (active, pending, retired int) {
+	set := k.set.Load()
+	if set == nil {
+		return 0, 0, 0
+	}
+	now := k.now()
+	signing := -1
+	for i := len(set.signers) - 1; i >= 0; i-- {
+		if !set.signers[i].activatesAt.After(now) {
+			signing = i
+			break
+		}
+	}
+	for i, sk := range set.signers {
+		switch {
+		case i == signing:
+			active++
+		case sk.activatesAt.After(now):
+			pending++
+		default:
+			retired++
+		}
+	}
+	return active, pending, retired
+}

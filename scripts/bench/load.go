@@ -64,6 +64,7 @@ type load struct {
 	errs    int
 	secs    float64
 	cpu     time.Duration
+	dbCPU   time.Duration
 }
 
 func newLoad(t *target, conns int, setup func(worker int) (func() bool, error)) (*load, error) {
@@ -81,7 +82,7 @@ func newLoad(t *target, conns int, setup func(worker int) (func() bool, error)) 
 // run drives every worker for d, adding latencies, errors and the server's
 // CPU time to what l holds.
 func (l *load) run(d time.Duration) {
-	cpu0 := cpuTime(l.t.cmd.Process.Pid)
+	cpu0, db0 := l.t.cpuTime(), l.t.dbCPUTime()
 	lat := make([][]time.Duration, len(l.workers))
 	errs := make([]int, len(l.workers))
 	ctx, cancel := context.WithTimeout(context.Background(), d)
@@ -106,7 +107,8 @@ func (l *load) run(d time.Duration) {
 	// batch, a collection under way) finish before the other server's
 	// slice starts, and count its CPU here, to its owner.
 	time.Sleep(settle)
-	l.cpu += cpuTime(l.t.cmd.Process.Pid) - cpu0
+	l.cpu += l.t.cpuTime() - cpu0
+	l.dbCPU += l.t.dbCPUTime() - db0
 	for i := range lat {
 		l.sent += len(lat[i])
 		l.lat = append(l.lat, lat[i]...)
@@ -114,7 +116,7 @@ func (l *load) run(d time.Duration) {
 	}
 }
 
-func (l *load) reset() { l.lat, l.errs, l.secs, l.cpu = nil, 0, 0, 0 }
+func (l *load) reset() { l.lat, l.errs, l.secs, l.cpu, l.dbCPU = nil, 0, 0, 0, 0 }
 
 func (l *load) result() (result, error) {
 	if len(l.lat) == 0 {
@@ -123,14 +125,15 @@ func (l *load) result() (result, error) {
 	all := slices.Clone(l.lat)
 	slices.Sort(all)
 	return result{
-		Sent:       l.sent,
-		Requests:   len(all),
-		Errors:     l.errs,
-		Seconds:    l.secs,
-		P50:        all[len(all)/2],
-		P99:        all[len(all)*99/100],
-		CPUPerReq:  l.cpu / time.Duration(len(all)),
-		PeakRSSMiB: peakRSS(l.t.cmd.Process.Pid),
+		Sent:        l.sent,
+		Requests:    len(all),
+		Errors:      l.errs,
+		Seconds:     l.secs,
+		P50:         all[len(all)/2],
+		P99:         all[len(all)*99/100],
+		CPUPerReq:   l.cpu / time.Duration(len(all)),
+		DBCPUPerReq: l.dbCPU / time.Duration(len(all)),
+		PeakRSSMiB:  l.t.peakRSS(),
 	}, nil
 }
 
@@ -140,7 +143,7 @@ func loadLogin(c *http.Client, t *target, conns int) (*load, error) {
 		return func() bool {
 			key := t.companies[i%len(t.companies)]
 			i += conns
-			code, err := post(c, t.base+"/api/v1/auth/login", "", map[string]string{"apiKey": key}, nil)
+			code, err := post(c, t.at(w)+"/api/v1/auth/login", "", map[string]string{"apiKey": key}, nil)
 			return err == nil && code == 200
 		}, nil
 	})
@@ -149,7 +152,7 @@ func loadLogin(c *http.Client, t *target, conns int) (*load, error) {
 // loginCompany logs in as the company of worker w, to set up a phase.
 func loginCompany(c *http.Client, t *target, w int) (tokenPair, error) {
 	var p tokenPair
-	code, err := post(c, t.base+"/api/v1/auth/login", "", map[string]string{"apiKey": t.companies[w%len(t.companies)]}, &p)
+	code, err := post(c, t.at(w)+"/api/v1/auth/login", "", map[string]string{"apiKey": t.companies[w%len(t.companies)]}, &p)
 	if err != nil || code != 200 {
 		return tokenPair{}, fmt.Errorf("login of company %d: %d %v", w, code, err)
 	}
@@ -167,7 +170,7 @@ func loadRefresh(c *http.Client, t *target, conns int) (*load, error) {
 		rt := p.RefreshToken
 		return func() bool {
 			var next tokenPair
-			code, err := post(c, t.base+"/api/v1/auth/refresh", "", map[string]string{"refreshToken": rt}, &next)
+			code, err := post(c, t.at(w)+"/api/v1/auth/refresh", "", map[string]string{"refreshToken": rt}, &next)
 			if err != nil || code != 200 {
 				return false
 			}
@@ -184,7 +187,7 @@ func loadMe(c *http.Client, t *target, conns int) (*load, error) {
 			return nil, err
 		}
 		return func() bool {
-			req, _ := http.NewRequest(http.MethodGet, t.base+"/api/v1/auth/me", nil)
+			req, _ := http.NewRequest(http.MethodGet, t.at(w)+"/api/v1/auth/me", nil)
 			req.Header.Set("R-Auth", p.JWT)
 			code, err := do(c, req, nil)
 			return err == nil && code == 200

@@ -49,17 +49,20 @@ type target struct {
 	base       string
 	admin      string // keygate's admin listener
 	partnerKey string
-	companies  []string // company API keys
+	companies  []string  // company API keys
+	more       []*target // further replicas behind the load generator
+	pgData     string    // the PostgreSQL cluster's data directory, if any
 }
 
 type result struct {
-	Sent       int // requests, warm-up included
-	Requests   int // requests measured
-	Errors     int
-	Seconds    float64
-	P50, P99   time.Duration
-	CPUPerReq  time.Duration // server CPU time per request
-	PeakRSSMiB float64
+	Sent        int // requests, warm-up included
+	Requests    int // requests measured
+	Errors      int
+	Seconds     float64
+	P50, P99    time.Duration
+	CPUPerReq   time.Duration // server CPU time per request, all replicas
+	DBCPUPerReq time.Duration // PostgreSQL's CPU time per request
+	PeakRSSMiB  float64       // all replicas' peak RSS added up
 }
 
 func (r result) rps() float64 { return float64(r.Requests) / r.Seconds }
@@ -75,6 +78,9 @@ func run(args []string) error {
 	kgProfile := fs.String("keygate-cpuprofile", "", "write a CPU profile of keygate during one phase (-profile-phase) to this file")
 	profilePhase := fs.String("profile-phase", "refresh", "the phase -keygate-cpuprofile covers: login, refresh or me")
 	seedKeys := fs.Int("seed-keys", 0, "extra partner keys written straight into keygate's database before it starts (scale test)")
+	storeName := fs.String("store", "sqlite", "sqlite, or postgres: also keygate on PostgreSQL, one replica and two")
+	pgURL := fs.String("pg-url", "", "-store postgres: the cluster's URL (scripts/bench.sh starts one)")
+	pgData := fs.String("pg-data", "", "-store postgres: the cluster's data directory, to read its CPU time")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -115,6 +121,25 @@ func run(args []string) error {
 
 	client := newClient(*conns)
 	targets := []*target{ref, floor, kg}
+	names := []string{"reference (Gin + map)", "floor (keygate, memory)", "keygate (SQLite)"}
+	switch *storeName {
+	case "sqlite":
+	case "postgres":
+		if *pgURL == "" {
+			return fmt.Errorf("-store postgres needs -pg-url (scripts/bench.sh -store postgres starts a cluster)")
+		}
+		for _, n := range []int{1, 2} {
+			t, err := startKeygatePostgres(*keygateBin, dir, *pgURL, *pgData, fmt.Sprintf("keygate_pg%d", n), n)
+			if err != nil {
+				return fmt.Errorf("starting keygate on PostgreSQL: %w", err)
+			}
+			defer stop(t)
+			targets = append(targets, t)
+			names = append(names, fmt.Sprintf("keygate (PostgreSQL, %d replica%s)", n, map[bool]string{true: "s"}[n > 1]))
+		}
+	default:
+		return fmt.Errorf("-store: want sqlite or postgres, got %q", *storeName)
+	}
 	for _, t := range targets {
 		if err := seed(client, t, *ncompanies, *conns); err != nil {
 			return fmt.Errorf("seeding %s: %w", t.name, err)
@@ -135,9 +160,8 @@ func run(args []string) error {
 	host, _ := os.Hostname()
 	fmt.Fprintf(&table, "%d connections, %s per phase, %d companies seeded, %d extra keys in keygate's database, keygate with database.synchronous=FULL, ES256; machine: %s, %d CPUs\n\n",
 		*conns, *duration, *ncompanies, *seedKeys, host, numCPU())
-	fmt.Fprintln(&table, "| endpoint | server | req/s | p50 | p99 | errors | CPU/req | peak RSS | vs floor: req/s | vs floor: p99 | vs reference: req/s | vs reference: p99 |")
-	fmt.Fprintln(&table, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-	names := []string{"reference (Gin + map)", "floor (keygate, memory)", "keygate (SQLite)"}
+	fmt.Fprintln(&table, "| endpoint | server | req/s | p50 | p99 | errors | CPU/req | DB CPU/req | peak RSS | vs floor: req/s | vs floor: p99 | vs reference: req/s | vs reference: p99 |")
+	fmt.Fprintln(&table, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	for _, ph := range phases {
 		var before int
 		if ph.refresh {
@@ -170,8 +194,12 @@ func run(args []string) error {
 		}
 		ratio := func(a, b float64) string { return fmt.Sprintf("%.2f", a/b) }
 		for i, r := range res {
-			fmt.Fprintf(&table, "| %s | %s | %.0f | %s | %s | %d | %s | %.0f MiB | %s | %s | %s | %s |\n",
-				ph.name, names[i], r.rps(), ms(r.P50), ms(r.P99), r.Errors, us(r.CPUPerReq), r.PeakRSSMiB,
+			dbCPU := "-"
+			if targets[i].pgData != "" {
+				dbCPU = us(r.DBCPUPerReq)
+			}
+			fmt.Fprintf(&table, "| %s | %s | %.0f | %s | %s | %d | %s | %s | %.0f MiB | %s | %s | %s | %s |\n",
+				ph.name, names[i], r.rps(), ms(r.P50), ms(r.P99), r.Errors, us(r.CPUPerReq), dbCPU, r.PeakRSSMiB,
 				ratio(r.rps(), fr.rps()), ratio(float64(r.P99), float64(fr.P99)),
 				ratio(r.rps(), rr.rps()), ratio(float64(r.P99), float64(rr.P99)))
 		}

@@ -16,12 +16,20 @@ import (
 	"time"
 )
 
-// startKeygate runs the real binary on a fresh database with default
-// settings (synchronous FULL) and the rate limits lifted, after minting a
-// partner with the CLI.
+// startKeygate runs the real binary on a fresh SQLite database with
+// default settings (synchronous FULL) and the rate limits lifted, after
+// minting a partner with the CLI.
 func startKeygate(bin, dir string) (*target, error) {
+	return startKeygateEnv(bin, dir, []string{"KEYGATE_DATABASE_PATH=" + filepath.Join(dir, "keygate.db")}, true)
+}
+
+// startKeygateEnv runs the real binary in dir with env added to the
+// benchmark's settings, minting a partner with the CLI first if mint.
+func startKeygateEnv(bin, dir string, extra []string, mint bool) (*target, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
 	env := append(os.Environ(),
-		"KEYGATE_DATABASE_PATH="+filepath.Join(dir, "keygate.db"),
 		"KEYGATE_SERVER_ADDR=127.0.0.1:0",
 		"KEYGATE_ADMIN_ADDR=127.0.0.1:0",
 		"KEYGATE_ADMIN_PPROF=true",
@@ -31,15 +39,18 @@ func startKeygate(bin, dir string) (*target, error) {
 		"KEYGATE_RATELIMIT_REFRESH_PER_FAMILY_PER_MINUTE=0",
 		"KEYGATE_RATELIMIT_API_PER_MINUTE=0",
 	)
-	mint := exec.Command(bin, "partner", "create", "--name", "bench", "--json")
-	mint.Env, mint.Dir = env, dir
-	outb, err := mint.Output()
-	if err != nil {
-		return nil, fmt.Errorf("minting partner: %w", err)
-	}
+	env = append(env, extra...)
 	var minted struct{ APIKey string }
-	if err := json.Unmarshal(outb, &minted); err != nil {
-		return nil, err
+	if mint {
+		cmd := exec.Command(bin, "partner", "create", "--name", "bench", "--json")
+		cmd.Env, cmd.Dir = env, dir
+		outb, err := cmd.Output()
+		if err != nil {
+			return nil, fmt.Errorf("minting partner: %w", err)
+		}
+		if err := json.Unmarshal(outb, &minted); err != nil {
+			return nil, err
+		}
 	}
 	cmd := exec.Command(bin, "serve")
 	cmd.Env, cmd.Dir = append(env, "KEYGATE_LOG_LEVEL=info"), dir // the default, access log included
@@ -110,6 +121,9 @@ func startAndWait(cmd *exec.Cmd, found func(string) (string, bool)) (string, err
 }
 
 func stop(t *target) {
+	for _, r := range t.more {
+		stop(r)
+	}
 	t.cmd.Process.Signal(syscall.SIGTERM)
 	done := make(chan struct{})
 	go func() { t.cmd.Wait(); close(done) }()

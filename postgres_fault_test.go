@@ -1,0 +1,121 @@
+package main_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"keygate/postgres/pgtest"
+)
+
+// TestPostgresRestart: PostgreSQL stopped and started again under refresh
+// load. While it is down, requests that need it get 503
+// service_unavailable in the error shape and /ready is 503; no token is
+// handed out whose rotation did not commit; keygate recovers by itself.
+// It runs on a cluster of its own (scripts/test.sh starts it), so that
+// stopping it disturbs no other test.
+func TestPostgresRestart(t *testing.T) {
+	t.Parallel()
+	cluster := pgtest.FaultCluster(t)
+	env := pgEnvFor(cluster.URL, "KEYGATE_TOKENS_REFRESH_REUSE_GRACE=1m")
+	dir := t.TempDir()
+	p := createPartner(t, dir, env, "Acme")
+	srv := startServer(t, t.TempDir(), env)
+
+	const workers = 6
+	last := make([]string, workers) // the last refresh token answered with 200
+	for i := range last {
+		last[i] = srv.mustLogin(t, p.APIKey).RefreshToken
+	}
+	var ok, unavailable atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				code, _, data, err := srv.request(http.MethodPost, "/api/v1/auth/refresh", map[string]string{"refreshToken": last[w]})
+				if err != nil {
+					t.Errorf("worker %d: %v", w, err)
+					return
+				}
+				switch code {
+				case http.StatusOK:
+					var next tokenPair
+					if err := json.Unmarshal(data, &next); err != nil {
+						t.Errorf("worker %d: %v", w, err)
+						return
+					}
+					last[w] = next.RefreshToken
+					ok.Add(1)
+				case http.StatusServiceUnavailable:
+					var e errorBody
+					if err := json.Unmarshal(data, &e); err != nil || e.Error != "service_unavailable" || e.Message == "" {
+						t.Errorf("worker %d: 503 body %s", w, data)
+						return
+					}
+					unavailable.Add(1)
+					time.Sleep(20 * time.Millisecond)
+				default:
+					t.Errorf("worker %d: refresh answered %d %s", w, code, data)
+					return
+				}
+			}
+		})
+	}
+
+	time.Sleep(500 * time.Millisecond)
+	cluster.Stop(t)
+	stoppedAt := ok.Load()
+	if code, _, data := srv.do(t, http.MethodGet, "/ready", nil); code != http.StatusServiceUnavailable {
+		t.Errorf("/ready with PostgreSQL stopped: %d %s, want 503", code, data)
+	}
+	p2 := createPartnerErr(t, dir, env)
+	time.Sleep(500 * time.Millisecond)
+	if got := ok.Load() - stoppedAt; got > workers {
+		// Each worker may have had one refresh committed just before the
+		// stop; none can commit after it.
+		t.Errorf("%d refreshes answered 200 while PostgreSQL was stopped", got)
+	}
+	cluster.Start(t)
+	if !eventually(t, 30*time.Second, func() bool {
+		code, _, _ := srv.do(t, http.MethodGet, "/ready", nil)
+		return code == http.StatusOK
+	}) {
+		t.Fatalf("/ready not 200 within 30 s of PostgreSQL's restart\n%s", srv.Logs())
+	}
+	resumed := ok.Load()
+	if !eventually(t, 10*time.Second, func() bool { return ok.Load() > resumed+workers }) {
+		t.Errorf("refreshes did not resume after the restart")
+	}
+	close(stop)
+	wg.Wait()
+	if unavailable.Load() == 0 {
+		t.Errorf("no refresh got 503 while PostgreSQL was stopped")
+	}
+	for w := range workers {
+		if code, _, body := srv.refresh(t, last[w]); code != http.StatusOK {
+			t.Errorf("worker %d: the last token answered with 200 does not refresh: %d %s", w, code, body)
+		}
+	}
+	if p2.code == 0 {
+		t.Errorf("partner create succeeded with PostgreSQL stopped")
+	}
+	assertNoPassword(t, map[string]string{"server log": srv.Logs(), "CLI stderr while stopped": p2.stderr})
+	t.Logf("refreshes: %d answered 200, %d answered 503", ok.Load(), unavailable.Load())
+}
+
+// createPartnerErr runs partner create expecting it to fail.
+func createPartnerErr(t *testing.T, dir string, env []string) cliResult {
+	t.Helper()
+	res := runKeygate(t, dir, env, "partner", "create", "--name", "While down")
+	assertOneLineError(t, res, "unavailable")
+	return res
+}

@@ -1,0 +1,324 @@
+package verify_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"keygate/tokens"
+	"keygate/verify"
+	"keygate/verify/accesstoken/accesstokentest"
+)
+
+func TestFreshFor(t *testing.T) {
+	cases := []struct {
+		header []string
+		age    string
+		want   time.Duration
+	}{
+		{[]string{"public, max-age=300"}, "", 300 * time.Second},
+		{[]string{"max-age=600"}, "", 600 * time.Second},
+		{[]string{"Public, MAX-AGE=\"120\""}, "", 120 * time.Second},
+		{[]string{"public", "max-age=90"}, "", 90 * time.Second},
+		{[]string{"public, max-age=300"}, "100", 200 * time.Second},
+		{[]string{"public, max-age=300"}, "290", 30 * time.Second},
+		{[]string{"max-age=1"}, "", 30 * time.Second},
+		{[]string{"max-age=0"}, "", 30 * time.Second},
+		{[]string{"max-age=86400"}, "", time.Hour},
+		{[]string{"max-age=99999999999999999999"}, "", 5 * time.Minute},
+		{[]string{"max-age=-5"}, "", 5 * time.Minute},
+		{[]string{"no-store"}, "", 30 * time.Second},
+		{[]string{"no-cache, max-age=300"}, "", 30 * time.Second},
+		{[]string{"public"}, "", 5 * time.Minute},
+		{nil, "", 5 * time.Minute},
+	}
+	for _, tc := range cases {
+		if got := verify.FreshFor(tc.header, tc.age); got != tc.want {
+			t.Errorf("Cache-Control %q, Age %q: fresh for %v, want %v", tc.header, tc.age, got, tc.want)
+		}
+	}
+}
+
+// TestRefreshesWhenMaxAgeRunsOut: the verifier refetches the JWK Set when
+// its max-age runs out, and so learns a key published after its first fetch
+// without an unknown kid's fetch (which the test uses up first).
+func TestRefreshesWhenMaxAgeRunsOut(t *testing.T) {
+	clk := &clock{now: t0}
+	k := startKeygate(t, tokens.ES256, clk, withActivationDelay(0))
+	short := "public, max-age=0"
+	k.maxAge.Store(&short)
+	v := newVerifier(t, k, nil, verify.Timing{MinRefresh: 50 * time.Millisecond})
+	tok := k.sign(t, k.partner)
+	mustReject(t, v, withKID(t, tok, "kid_random")) // the clock stands still: no more unknown-kid fetches
+	waitFor(t, "three more fetches of the JWK Set", 5*time.Second, func() bool { return k.fetches.Load() >= 5 })
+
+	k.rotate(t)
+	fresh := k.sign(t, k.partner)
+	if accesstokentest.Header(t, fresh)["kid"] == accesstokentest.Header(t, tok)["kid"] {
+		t.Fatal("the rotation did not change the signing key")
+	}
+	waitFor(t, "the new key learnt by a refresh", 5*time.Second, func() bool {
+		_, err := v.Verify(context.Background(), fresh)
+		return err == nil
+	})
+	mustVerify(t, v, tok)
+}
+
+// withKID is tok with another kid in its header.
+func withKID(t *testing.T, tok, kid string) string {
+	t.Helper()
+	h, c := accesstokentest.Header(t, tok), accesstokentest.Claims(t, tok)
+	h["kid"] = kid
+	_, _, s := accesstokentest.Split(t, tok)
+	return accesstokentest.Encode(t, h) + "." + accesstokentest.Encode(t, c) + "." + s
+}
+
+// TestUnknownKIDRefetchLimit: well-formed tokens naming random kids cause
+// at most one fetch per 10 s, however many arrive at once, and fail at once
+// while the limit holds.
+func TestUnknownKIDRefetchLimit(t *testing.T) {
+	clk := &clock{now: t0}
+	k := startKeygate(t, tokens.ES256, clk)
+	v := newVerifier(t, k, nil)
+	good := k.sign(t, k.partner)
+	randomKID := func(i int) string { return withKID(t, good, fmt.Sprintf("kid_random%d", i)) }
+
+	var wg sync.WaitGroup
+	var accepted atomic.Int64
+	for i := range 100 {
+		wg.Go(func() {
+			if _, err := v.Verify(context.Background(), randomKID(i)); err == nil {
+				accepted.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if accepted.Load() != 0 {
+		t.Fatalf("%d tokens with random kids accepted", accepted.Load())
+	}
+	if n := k.fetches.Load(); n != 2 {
+		t.Fatalf("100 random kids caused %d fetches of the JWK Set, want 1 besides the first", n-1)
+	}
+
+	clk.Advance(9 * time.Second)
+	start := time.Now()
+	mustReject(t, v, randomKID(100))
+	if n := k.fetches.Load(); n != 2 {
+		t.Errorf("a random kid 9 s later fetched the JWK Set")
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("refusing an unknown kid within the limit took %v", d)
+	}
+	clk.Advance(time.Second)
+	mustReject(t, v, randomKID(101))
+	if n := k.fetches.Load(); n != 3 {
+		t.Errorf("a random kid 10 s later: %d fetches, want 3", n)
+	}
+	mustVerify(t, v, good)
+}
+
+// TestNewKIDConcurrently: the first tokens of a new signing key, arriving
+// together, share one fetch and all verify.
+func TestNewKIDConcurrently(t *testing.T) {
+	clk := &clock{now: t0}
+	k := startKeygate(t, tokens.ES256, clk, withActivationDelay(time.Second))
+	v := newVerifier(t, k, nil)
+	mustVerify(t, v, k.sign(t, k.partner))
+	info := k.rotate(t)
+	clk.Advance(time.Second)
+	tok := k.sign(t, k.partner)
+	if kid := accesstokentest.Header(t, tok)["kid"]; kid != info.KID {
+		t.Fatalf("signed with %v, want the new key %s", kid, info.KID)
+	}
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for range 50 {
+		wg.Go(func() {
+			if _, err := v.Verify(context.Background(), tok); err != nil {
+				failed.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if failed.Load() != 0 {
+		t.Errorf("%d of 50 verifications of the new key's token failed", failed.Load())
+	}
+	if n := k.fetches.Load(); n != 2 {
+		t.Errorf("%d fetches of the JWK Set, want 2", n)
+	}
+}
+
+// TestKeygateStopped: with keygate gone, tokens of known keys keep
+// verifying; an unknown kid fails fast.
+func TestKeygateStopped(t *testing.T) {
+	clk := &clock{now: t0}
+	k := startKeygate(t, tokens.ES256, clk, withActivationDelay(0))
+	v := newVerifier(t, k, nil)
+	partner, company := k.sign(t, k.partner), k.sign(t, k.company)
+	mustVerify(t, v, partner)
+
+	k.srv.Close()
+	k.rotate(t) // a key the verifier has never seen
+	start := time.Now()
+	mustReject(t, v, k.sign(t, k.partner))
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("refusing a token of an unknown key took %v with keygate stopped", d)
+	}
+	mustVerify(t, v, partner)
+	mustVerify(t, v, company)
+}
+
+// TestKeygateFailingKeepsKeys: refreshes that fail (keygate answering 503)
+// leave the last good key set in use.
+func TestKeygateFailingKeepsKeys(t *testing.T) {
+	k := startKeygate(t, tokens.ES256, nil)
+	short := "max-age=0"
+	k.maxAge.Store(&short)
+	v := newVerifier(t, k, nil, verify.Timing{MinRefresh: 20 * time.Millisecond, RetryMax: 20 * time.Millisecond})
+	tok := k.sign(t, k.partner)
+	mustVerify(t, v, tok)
+	k.fail.Store(true)
+	at := k.fetches.Load()
+	waitFor(t, "three failed refreshes", 5*time.Second, func() bool { return k.fetches.Load() >= at+3 })
+	mustVerify(t, v, tok)
+	mustVerify(t, v, k.sign(t, k.company))
+}
+
+// TestKeygateHangingFailsFast: a keygate that accepts connections and never
+// answers delays a token of an unknown kid by the fetch timeout at most.
+func TestKeygateHangingFailsFast(t *testing.T) {
+	clk := &clock{now: t0}
+	k := startKeygate(t, tokens.ES256, clk, withActivationDelay(0))
+	v := newVerifier(t, k, nil, verify.Timing{FetchTimeout: 200 * time.Millisecond})
+	known := k.sign(t, k.partner)
+	k.hang.Store(true)
+	k.rotate(t)
+	start := time.Now()
+	mustReject(t, v, k.sign(t, k.partner))
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("refusing a token of an unknown key took %v with keygate hanging", d)
+	}
+	mustVerify(t, v, known)
+}
+
+// TestStartsBeforeKeygate: New succeeds while keygate is unreachable, and
+// the verifier picks the keys up once keygate answers.
+func TestStartsBeforeKeygate(t *testing.T) {
+	k := startKeygate(t, tokens.ES256, nil)
+	k.fail.Store(true)
+	v := newVerifier(t, k, nil, verify.Timing{RetryMax: 20 * time.Millisecond})
+	tok := k.sign(t, k.partner)
+	if _, err := v.Verify(context.Background(), tok); err == nil {
+		t.Fatal("verified a token without keys")
+	}
+	k.fail.Store(false)
+	waitFor(t, "the keys fetched in the background", 5*time.Second, func() bool {
+		_, err := v.Verify(context.Background(), tok)
+		return err == nil
+	})
+}
+
+// TestRotationMidStream verifies a stream of fresh tokens while keygate
+// rotates its signing key with a 1 s activation delay: no verification
+// fails, and the stream moves to the new key.
+func TestRotationMidStream(t *testing.T) {
+	k := startKeygate(t, tokens.ES256, nil, withActivationDelay(time.Second))
+	v := newVerifier(t, k, nil)
+	oldKID := accesstokentest.Header(t, k.sign(t, k.partner))["kid"]
+	var info tokens.SigningKeyInfo
+	seen := map[any]int{}
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 0; ; i++ {
+		if i == 10 {
+			info = k.rotate(t)
+		}
+		tok := k.sign(t, k.partner)
+		if _, err := v.Verify(context.Background(), tok); err != nil {
+			t.Fatalf("verification %d failed: %v", i, err)
+		}
+		kid := accesstokentest.Header(t, tok)["kid"]
+		seen[kid]++
+		if info.KID != "" && kid == info.KID && seen[kid] >= 10 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the new key never signed: %v", seen)
+		}
+		time.Sleep(20 * time.Millisecond) // the pace of a stream, not a wait for a condition
+	}
+	if seen[oldKID] < 10 {
+		t.Errorf("kids seen %v", seen)
+	}
+	if n := k.fetches.Load(); n != 2 {
+		t.Errorf("%d fetches of the JWK Set, want 2 (the first, and one for the new kid)", n)
+	}
+}
+
+// TestSkipsKeysItCannotUse: of a JWK Set's keys, only signing keys of
+// keygate's algorithms, with a kid of their own, verify anything.
+func TestSkipsKeysItCannotUse(t *testing.T) {
+	clk := &clock{now: t0}
+	k := startKeygate(t, tokens.ES256, clk)
+	a := newAttacker(t)
+	secret := []byte("a-shared-secret-0123456789abcdef")
+	p384, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p384Point, err := p384.PublicKey.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b64 := base64.RawURLEncoding.EncodeToString
+	with := func(members map[string]any) map[string]any {
+		m := maps.Clone(a.jwk)
+		maps.Copy(m, members)
+		return m
+	}
+	set, err := json.Marshal(map[string]any{"keys": []map[string]any{
+		with(map[string]any{"kid": "good"}),
+		with(map[string]any{"kid": "enc", "use": "enc"}),
+		with(map[string]any{"kid": "rs256", "alg": "RS256"}),
+		with(map[string]any{"kid": "dup"}),
+		with(map[string]any{"kid": "dup"}),
+		with(map[string]any{"kid": "no-alg", "alg": nil}),
+		{"kty": "oct", "kid": "oct", "k": b64(secret), "alg": "HS256"},
+		{"kty": "EC", "crv": "P-384", "kid": "p384", "x": b64(p384Point[1:49]), "y": b64(p384Point[49:])},
+		{"kty": "EC", "crv": "P-256", "kid": "off-curve", "x": b64(make([]byte, 32)), "y": b64(make([]byte, 32))},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(set) }))
+	defer srv.Close()
+	v, err := verify.New(t.Context(), verify.Config{JWKSURL: srv.URL, Now: clk.Now, Logger: discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := k.sign(t, k.partner)
+	forged := func(kid, alg string) string {
+		h, c := accesstokentest.Header(t, tok), accesstokentest.Claims(t, tok)
+		h["kid"], h["alg"] = kid, alg
+		if alg == "HS256" {
+			return accesstokentest.ForgeHS256(t, h, c, secret)
+		}
+		return a.forge(t, h, c)
+	}
+	mustVerify(t, v, forged("good", "ES256"))
+	mustVerify(t, v, forged("no-alg", "ES256"))
+	for _, kid := range []string{"enc", "rs256", "dup", "p384", "off-curve"} {
+		mustReject(t, v, forged(kid, "ES256"))
+	}
+	mustReject(t, v, forged("oct", "HS256"))
+}

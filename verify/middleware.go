@@ -1,0 +1,81 @@
+package verify
+
+// The net/http middleware: who may call, and what a refused caller sees.
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+
+	"keygate/api"
+)
+
+// unauthorizedMessage is the one message of every refused token, whatever
+// the reason.
+const unauthorizedMessage = "missing, invalid or expired access token"
+
+type claimsKey struct{}
+
+// Middleware lets through requests whose token verifies, with its claims
+// in the request's context (FromContext). Any other request gets a 401 in
+// keygate's error shape with WWW-Authenticate: Bearer error="invalid_token";
+// the reason is logged at debug level, never sent.
+func (v *Verifier) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		claims, err := v.authenticate(r)
+		if err != nil {
+			v.log.DebugContext(r.Context(), "verify: token refused", "method", r.Method, "path", r.URL.Path, "err", err)
+			writeError(w, http.StatusUnauthorized, api.CodeUnauthorized, unauthorizedMessage)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), claimsKey{}, claims)))
+	})
+}
+
+func (v *Verifier) authenticate(r *http.Request) (*Claims, error) {
+	tok, err := v.tokenOf(r)
+	if err != nil {
+		return nil, err
+	}
+	return v.Verify(r.Context(), tok)
+}
+
+// FromContext returns the claims of the token Middleware verified.
+func FromContext(ctx context.Context) (*Claims, bool) {
+	c, ok := ctx.Value(claimsKey{}).(*Claims)
+	return c, ok && c != nil
+}
+
+// RequireKind lets through only requests whose verified token is of kind,
+// api.KindPartner ("partner") or api.KindCompany ("company"); others get a
+// 403 in keygate's error shape. Use it inside Middleware: a request it has
+// not verified gets the 401.
+func RequireKind(kind string) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			c, ok := FromContext(r.Context())
+			switch {
+			case !ok:
+				writeError(w, http.StatusUnauthorized, api.CodeUnauthorized, unauthorizedMessage)
+			case c.Kind != kind:
+				writeError(w, http.StatusForbidden, api.CodeForbidden, "this endpoint needs a "+kind+" token")
+			default:
+				next.ServeHTTP(w, r)
+			}
+		})
+	}
+}
+
+// writeError writes keygate's error body, uncacheable.
+func writeError(w http.ResponseWriter, status int, code, message string) {
+	body, _ := json.Marshal(api.Error{Error: code, Message: message}) // cannot fail: two strings
+	h := w.Header()
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	if status == http.StatusUnauthorized {
+		h.Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+	}
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
