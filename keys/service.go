@@ -79,11 +79,6 @@ func (s *Service) RevokeKey(ctx context.Context, actor Actor, o Owner, keyID str
 	return s.store.RevokeKey(ctx, o, keyID, now, event(now, actor, "key.revoked", "key", keyID))
 }
 
-// ListAudit returns audit events since a time, oldest first.
-func (s *Service) ListAudit(ctx context.Context, since time.Time) ([]AuditEvent, error) {
-	return s.store.ListAudit(ctx, since)
-}
-
 // newKey mints a key for o; the result holds the only copy of its plaintext.
 func newKey(o Owner, now time.Time) NewKey {
 	prefix := PartnerKeyPrefix

@@ -47,5 +47,11 @@ type Store interface {
 
 	// RecordUsage writes a batch of key last-use times and audit events.
 	RecordUsage(ctx context.Context, lastUsed map[string]time.Time, events []AuditEvent) error
-	ListAudit(ctx context.Context, since time.Time) ([]AuditEvent, error)
+	// ListAudit lists up to limit audit events strictly after the cursor,
+	// ordered by time and then by ID, with their IDs set.
+	ListAudit(ctx context.Context, after AuditCursor, limit int) ([]AuditEvent, error)
+	// DeleteAudit deletes up to limit of the oldest audit events older than
+	// before and reports how many it deleted. Several processes may run it
+	// at once: each event is deleted once.
+	DeleteAudit(ctx context.Context, before time.Time, limit int) (int, error)
 }

@@ -3,6 +3,7 @@ package memstore
 // keys.Store: partners, companies, keys and the audit trail.
 
 import (
+	"cmp"
 	"context"
 	"keygate/keys"
 	"slices"
@@ -290,20 +291,54 @@ func (s *Store) RecordUsage(_ context.Context, lastUsed map[string]time.Time, ev
 	return nil
 }
 
-// ListAudit implements keys.Store: events at or after since, oldest first,
-// ties in the order written.
-func (s *Store) ListAudit(_ context.Context, since time.Time) ([]keys.AuditEvent, error) {
-	since = time.UnixMilli(since.UnixMilli()) // what the SQLite store compares
+// ListAudit implements keys.Store: events strictly after the cursor,
+// ordered by time and then by ID (the order written).
+func (s *Store) ListAudit(_ context.Context, after keys.AuditCursor, limit int) ([]keys.AuditEvent, error) {
+	after.At = ms(after.At) // what the SQLite store compares
 	s.mu.RLock()
 	out := []keys.AuditEvent{}
 	for _, e := range s.audit {
-		if !e.At.Before(since) {
+		if auditOrder(e, after) > 0 {
 			out = append(out, e)
 		}
 	}
 	s.mu.RUnlock()
-	slices.SortStableFunc(out, func(a, b keys.AuditEvent) int { return a.At.Compare(b.At) })
+	slices.SortFunc(out, func(a, b keys.AuditEvent) int { return auditOrder(a, b.After()) })
+	if len(out) > limit {
+		out = out[:max(limit, 0)]
+	}
 	return out, nil
+}
+
+// auditOrder compares an event with a cursor in the trail's order.
+func auditOrder(e keys.AuditEvent, c keys.AuditCursor) int {
+	if n := e.At.Compare(c.At); n != 0 {
+		return n
+	}
+	return cmp.Compare(e.ID, c.ID)
+}
+
+// DeleteAudit implements keys.Store.
+func (s *Store) DeleteAudit(_ context.Context, before time.Time, limit int) (int, error) {
+	before = ms(before)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := []keys.AuditEvent{}
+	for _, e := range s.audit {
+		if e.At.Before(before) {
+			old = append(old, e)
+		}
+	}
+	slices.SortFunc(old, func(a, b keys.AuditEvent) int { return auditOrder(a, b.After()) })
+	if len(old) > limit {
+		old = old[:max(limit, 0)]
+	}
+	gone := make(map[int64]bool, len(old))
+	for _, e := range old {
+		gone[e.ID] = true
+	}
+	s.audit = slices.DeleteFunc(s.audit, func(e keys.AuditEvent) bool { return gone[e.ID] })
+	return len(old), nil
 }
 
 // checkNewKey refuses a key whose id or digest is taken. The caller holds mu.
@@ -330,7 +365,8 @@ func (s *Store) insertKey(k keys.Key, digest keys.Digest) {
 // appendAudit records events. The caller holds mu.
 func (s *Store) appendAudit(evs ...keys.AuditEvent) {
 	for _, e := range evs {
-		e.At = ms(e.At)
+		s.auditSeq++
+		e.ID, e.At = s.auditSeq, ms(e.At)
 		s.audit = append(s.audit, e)
 	}
 }

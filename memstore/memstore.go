@@ -38,6 +38,7 @@ type Store struct {
 	byKey     map[string]map[string]struct{} // key id -> its families' ids
 	signing   []tokens.SigningKeyRecord
 	audit     []keys.AuditEvent
+	auditSeq  int64 // ID of the last audit event
 	seq       int64 // listing position of the last company created
 	epoch     int64 // see keys.Store.KeyEpoch
 }

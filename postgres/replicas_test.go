@@ -266,7 +266,7 @@ func TestReplicasRecordUsage(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	evs, err := dbs[1].ListAudit(ctx, t0)
+	evs, err := dbs[1].ListAudit(ctx, keys.AuditCursor{At: t0}, 1_000_000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -317,7 +317,7 @@ func TestRecordUsageLostCommitAnswer(t *testing.T) {
 			if err := db.RecordUsage(ctx, nil, append(first, ev("a"), ev("c"))); err != nil {
 				t.Fatal(err)
 			}
-			evs, err := db.ListAudit(ctx, time.Time{})
+			evs, err := db.ListAudit(ctx, keys.AuditCursor{}, 1_000_000)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -206,29 +206,6 @@ func withoutCommitted(evs []keys.AuditEvent, pending []usageBatch) []keys.AuditE
 	return out
 }
 
-// ListAudit implements keys.Store.
-func (d *DB) ListAudit(ctx context.Context, since time.Time) ([]keys.AuditEvent, error) {
-	rows, _ := d.pool.Query(ctx, `SELECT at, actor_type, actor_id, action, target_type, target, addr, outcome, detail
-		FROM audit_events WHERE at >= $1 ORDER BY at, id`, ms(since))
-	out, err := pgx.CollectRows(rows, scanAudit)
-	if err != nil {
-		return nil, d.mapErr(err)
-	}
-	if out == nil {
-		out = []keys.AuditEvent{}
-	}
-	return out, nil
-}
-
-func scanAudit(row pgx.CollectableRow) (keys.AuditEvent, error) {
-	var e keys.AuditEvent
-	var at int64
-	var actorType string
-	err := row.Scan(&at, &actorType, &e.ActorID, &e.Action, &e.TargetType, &e.Target, &e.Addr, &e.Outcome, &e.Detail)
-	e.At, e.ActorType = fromMS(at), keys.ActorType(actorType)
-	return e, err
-}
-
 // Test faults of RecordUsage's next COMMIT (export_test.go): its answer
 // is lost after it committed, or after it was rolled back instead.
 const (

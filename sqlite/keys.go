@@ -250,49 +250,10 @@ func (d *DB) RecordUsage(ctx context.Context, lastUsed map[string]time.Time, evs
 	})
 }
 
-// ListAudit implements keys.Store.
-func (d *DB) ListAudit(ctx context.Context, since time.Time) ([]keys.AuditEvent, error) {
-	rows, err := d.read.QueryContext(ctx, `SELECT at, actor_type, actor_id, action, target_type, target, addr, outcome, detail
-		FROM audit_events WHERE at >= ? ORDER BY at, id`, ms(since))
-	if err != nil {
-		return nil, mapErr(err)
-	}
-	defer rows.Close()
-	out := []keys.AuditEvent{}
-	for rows.Next() {
-		var e keys.AuditEvent
-		var at int64
-		if err := rows.Scan(&at, &e.ActorType, &e.ActorID, &e.Action, &e.TargetType, &e.Target, &e.Addr, &e.Outcome, &e.Detail); err != nil {
-			return nil, err
-		}
-		e.At = fromMS(at)
-		out = append(out, e)
-	}
-	return out, mapErr(rows.Err())
-}
-
 func insertKey(ctx context.Context, tx *wtx, k keys.Key, digest keys.Digest) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO api_keys (id, digest, hint, partner_id, company_id, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
 		k.ID, digest[:], k.Hint, k.Owner.PartnerID(), companyColumn(k.Owner), ms(k.CreatedAt))
 	return err
-}
-
-func insertAudit(ctx context.Context, tx *wtx, evs []keys.AuditEvent) error {
-	if len(evs) == 0 {
-		return nil
-	}
-	st, err := tx.PrepareContext(ctx, `INSERT INTO audit_events (at, actor_type, actor_id, action, target_type, target, addr, outcome, detail)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	for _, e := range evs {
-		if _, err := st.ExecContext(ctx, ms(e.At), e.ActorType, e.ActorID, e.Action, e.TargetType, e.Target, e.Addr, e.Outcome, e.Detail); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // companyColumn is api_keys.company_id for a key of o: NULL for a

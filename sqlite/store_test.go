@@ -347,7 +347,7 @@ func TestGroupCommitFailsOnlyTheFailingWrite(t *testing.T) {
 			t.Errorf("write %d succeeded but its rows are missing: GetCompany %v, ResolveKeyID of its key %v", i, gerr, kerr)
 		}
 	}
-	evs, err := db.ListAudit(ctx, time.Time{})
+	evs, err := db.ListAudit(ctx, keys.AuditCursor{}, 1_000_000)
 	if err != nil {
 		t.Fatal(err)
 	}

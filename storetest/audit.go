@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"strconv"
 	"testing"
 	"time"
 
@@ -9,7 +10,7 @@ import (
 )
 
 // Key usage and the audit trail: RecordUsage, the batched write of logins,
-// and ListAudit.
+// ListAudit and DeleteAudit.
 
 func testRecordUsage(t *testing.T, s store.Store) {
 	ctx := t.Context()
@@ -39,8 +40,7 @@ func testRecordUsage(t *testing.T, s store.Store) {
 		{At: t2, ActorType: keys.ActorAnonymous, Action: "login", TargetType: "key", Target: "pk_abcd", Addr: "192.0.2.2", Outcome: keys.OutcomeFailure},
 	}
 	must(t, "RecordUsage with events", s.RecordUsage(ctx, nil, evs))
-	got, err := s.ListAudit(ctx, t2)
-	must(t, "ListAudit", err)
+	got := auditSince(t, s, t2)
 	if len(got) != 2 {
 		t.Fatalf("ListAudit = %d events, want 2: %+v", len(got), got)
 	}
@@ -59,19 +59,38 @@ func testListAudit(t *testing.T, s store.Store) {
 	must(t, "RecordUsage", s.RecordUsage(ctx, nil, []keys.AuditEvent{e2, e1a}))
 	must(t, "RecordUsage", s.RecordUsage(ctx, nil, []keys.AuditEvent{e0, e1b}))
 
+	all, err := s.ListAudit(ctx, keys.AuditCursor{}, 100)
+	must(t, "ListAudit", err)
+	if len(all) != 4 {
+		t.Fatalf("ListAudit = %d events, want 4: %+v", len(all), all)
+	}
+	seen := map[int64]bool{}
+	for i, e := range all {
+		if e.ID == 0 || seen[e.ID] {
+			t.Errorf("event %d has ID %d: want a distinct non-zero ID", i, e.ID)
+		}
+		seen[e.ID] = true
+	}
 	for _, tc := range []struct {
 		name  string
-		since time.Time
+		after keys.AuditCursor
+		limit int
 		want  []keys.AuditEvent
 	}{
-		{"everything", time.Time{}, []keys.AuditEvent{e0, e1a, e1b, e2}},
-		{"since is inclusive", t0.Add(time.Second), []keys.AuditEvent{e1a, e1b, e2}},
-		{"since between events", t0.Add(1500 * time.Millisecond), []keys.AuditEvent{e2}},
-		{"since after the last", t0.Add(time.Hour), nil},
+		{"everything", keys.AuditCursor{}, 100, []keys.AuditEvent{e0, e1a, e1b, e2}},
+		{"limited", keys.AuditCursor{}, 2, []keys.AuditEvent{e0, e1a}},
+		{"a time with ID 0 starts at that time", keys.AuditCursor{At: t0.Add(time.Second)}, 100, []keys.AuditEvent{e1a, e1b, e2}},
+		{"between events", keys.AuditCursor{At: t0.Add(1500 * time.Millisecond)}, 100, []keys.AuditEvent{e2}},
+		{"after an event: strictly after it, even at the same time", all[1].After(), 100, []keys.AuditEvent{e1b, e2}},
+		{"after the last", all[3].After(), 100, nil},
+		{"after the last time", keys.AuditCursor{At: t0.Add(time.Hour)}, 100, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := s.ListAudit(ctx, tc.since)
+			got, err := s.ListAudit(ctx, tc.after, tc.limit)
 			must(t, "ListAudit", err)
+			if got == nil {
+				t.Error("ListAudit = nil, want an empty slice")
+			}
 			if len(got) != len(tc.want) {
 				t.Fatalf("ListAudit = %d events, want %d: %+v", len(got), len(tc.want), got)
 			}
@@ -79,5 +98,46 @@ func testListAudit(t *testing.T, s store.Store) {
 				checkEvent(t, got[i], tc.want[i])
 			}
 		})
+	}
+	if got := auditSince(t, s, time.Time{}); len(got) != 4 {
+		t.Errorf("paging by three = %d events, want 4", len(got))
+	}
+}
+
+// testDeleteAudit: retention deletes the oldest events first, strictly
+// before the given time, at most limit per call.
+func testDeleteAudit(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	var evs []keys.AuditEvent
+	for i := range 7 {
+		evs = append(evs, keys.AuditEvent{At: t0.Add(time.Duration(i) * time.Minute), ActorType: keys.ActorOperator, ActorID: "operator", Action: "a" + strconv.Itoa(i), TargetType: "key", Target: "key_1", Addr: "local", Outcome: keys.OutcomeSuccess})
+	}
+	must(t, "RecordUsage", s.RecordUsage(ctx, nil, evs))
+
+	n, err := s.DeleteAudit(ctx, t0.Add(5*time.Minute), 0)
+	must(t, "DeleteAudit with limit 0", err)
+	if n != 0 {
+		t.Errorf("DeleteAudit with limit 0 deleted %d", n)
+	}
+	n, err = s.DeleteAudit(ctx, t0.Add(5*time.Minute), 3)
+	must(t, "DeleteAudit", err)
+	if n != 3 {
+		t.Errorf("DeleteAudit deleted %d, want 3 (its limit)", n)
+	}
+	n, err = s.DeleteAudit(ctx, t0.Add(5*time.Minute), 3)
+	must(t, "DeleteAudit", err)
+	if n != 2 {
+		t.Errorf("second DeleteAudit deleted %d, want 2: the events strictly before the time", n)
+	}
+	got := auditSince(t, s, time.Time{})
+	if len(got) != 2 {
+		t.Fatalf("%d events left, want 2: %+v", len(got), got)
+	}
+	checkEvent(t, got[0], evs[5])
+	checkEvent(t, got[1], evs[6])
+	n, err = s.DeleteAudit(ctx, t0.Add(5*time.Minute), 3)
+	must(t, "DeleteAudit with nothing due", err)
+	if n != 0 {
+		t.Errorf("DeleteAudit with nothing due deleted %d", n)
 	}
 }

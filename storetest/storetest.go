@@ -44,6 +44,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"DisableCompany", testDisableCompany},
 		{"RecordUsage", testRecordUsage},
 		{"ListAudit", testListAudit},
+		{"DeleteAudit", testDeleteAudit},
 		{"SigningKeys", testSigningKeys},
 		{"Family", testFamily},
 		{"FamilyPrincipalActive", testFamilyPrincipalActive},
