@@ -14,6 +14,11 @@ import (
 func (s *Store) AddSigningKey(_ context.Context, k tokens.SigningKeyRecord) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.addSigningKey(k)
+}
+
+// addSigningKey stores k; the caller holds mu.
+func (s *Store) addSigningKey(k tokens.SigningKeyRecord) error {
 	if slices.ContainsFunc(s.signing, func(r tokens.SigningKeyRecord) bool { return r.KID == k.KID }) {
 		return keys.ErrConflict
 	}
@@ -21,6 +26,17 @@ func (s *Store) AddSigningKey(_ context.Context, k tokens.SigningKeyRecord) erro
 	k.CreatedAt, k.ActivatesAt = ms(k.CreatedAt), ms(k.ActivatesAt)
 	s.signing = append(s.signing, k)
 	return nil
+}
+
+// AddFirstSigningKey implements tokens.KeyStore: the check and the insert
+// happen under one hold of the store's lock.
+func (s *Store) AddFirstSigningKey(ctx context.Context, k tokens.SigningKeyRecord) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if slices.ContainsFunc(s.signing, func(r tokens.SigningKeyRecord) bool { return r.Algorithm == k.Algorithm }) {
+		return false, nil
+	}
+	return true, s.addSigningKey(k)
 }
 
 // ListSigningKeys implements tokens.KeyStore.

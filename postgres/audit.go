@@ -12,6 +12,8 @@ import (
 // ListAudit implements keys.Store: a range scan of audit_events_at, which
 // holds (at, id).
 func (d *DB) ListAudit(ctx context.Context, after keys.AuditCursor, limit int) ([]keys.AuditEvent, error) {
+	ctx, cancel := bound(ctx)
+	defer cancel()
 	rows, _ := d.pool.Query(ctx, `SELECT id, at, actor_type, actor_id, action, target_type, target, addr, outcome, detail
 		FROM audit_events WHERE (at, id) > ($1, $2) ORDER BY at, id LIMIT $3`, ms(after.At), after.ID, limit)
 	out, err := pgx.CollectRows(rows, scanAudit)

@@ -21,14 +21,17 @@ const (
 	codeCrashShutdown        = "57P02"
 	codeCannotConnectNow     = "57P03" // starting up, shutting down, in recovery
 	codeIOError              = "58030"
+	codeLockNotAvailable     = "55P03" // lock_timeout
+	codeQueryCanceled        = "57014" // statement_timeout, or a cancel request
 )
 
 // mapErr turns driver errors a caller can act on into domain errors,
 // matching by SQLSTATE code and by error type, never by message text:
 // a unique violation is keys.ErrConflict; a database that cannot be
 // reached, is shutting down or restarting, refuses writes (a standby, a
-// full disk) or lacks resources is keys.ErrUnavailable, which the API
-// answers with 503 service_unavailable.
+// full disk), lacks resources, or did not answer in time (a deadline, the
+// session's statement_timeout or lock_timeout) is keys.ErrUnavailable,
+// which the API answers with 503 service_unavailable.
 func (d *DB) mapErr(err error) error {
 	if err == nil {
 		return nil
@@ -38,11 +41,11 @@ func (d *DB) mapErr(err error) error {
 	}
 	switch {
 	case unavailable(err):
-		return scrub(fmt.Errorf("%w: %w", keys.ErrUnavailable, err), d.secret)
+		return scrub(fmt.Errorf("%w: %w", keys.ErrUnavailable, err), d.secrets)
 	case sqlState(err) == codeUniqueViolation:
 		return fmt.Errorf("%w: %w", keys.ErrConflict, err)
 	}
-	return scrub(err, d.secret)
+	return scrub(err, d.secrets)
 }
 
 // sqlState is the SQLSTATE of a server error, "" for any other error.
@@ -63,7 +66,8 @@ func unavailable(err error) bool {
 		case class == "08", // connection exception
 			class == "53", // insufficient resources: disk full, out of memory, too many connections
 			pe.Code == codeAdminShutdown, pe.Code == codeCrashShutdown, pe.Code == codeCannotConnectNow,
-			pe.Code == codeReadOnlyTransaction, pe.Code == codeIOError:
+			pe.Code == codeReadOnlyTransaction, pe.Code == codeIOError,
+			pe.Code == codeLockNotAvailable, pe.Code == codeQueryCanceled:
 			return true
 		}
 		return false

@@ -1,10 +1,12 @@
 package postgres
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -34,6 +36,9 @@ func TestMapErr(t *testing.T) {
 		{"too many connections", pg("53300"), keys.ErrUnavailable},
 		{"read-only transaction (a standby)", pg("25006"), keys.ErrUnavailable},
 		{"I/O error", pg("58030"), keys.ErrUnavailable},
+		{"lock_timeout", pg("55P03"), keys.ErrUnavailable},
+		{"statement_timeout", pg("57014"), keys.ErrUnavailable},
+		{"call deadline", fmt.Errorf("x: %w", context.DeadlineExceeded), keys.ErrUnavailable},
 		{"network", &net.OpError{Op: "dial", Err: errors.New("connection refused")}, keys.ErrUnavailable},
 		{"EOF", fmt.Errorf("reading: %w", io.ErrUnexpectedEOF), keys.ErrUnavailable},
 		{"connection closed", fmt.Errorf("x: %w", pgconn.ErrConnClosed), keys.ErrUnavailable},
@@ -61,5 +66,26 @@ func TestMapErr(t *testing.T) {
 	}
 	if retryable(pg("23505")) {
 		t.Errorf("a unique violation is not retried")
+	}
+}
+
+// scrub removes every password a URL carries from an error, whichever
+// parameter carried it, and keeps the error's chain.
+func TestScrubEverySecret(t *testing.T) {
+	raw := "postgres://u:userpw-1@h/db?password=parampw-2&sslpassword=sslpw-3"
+	secrets := Secrets(raw)
+	if len(secrets) != 3 {
+		t.Fatalf("Secrets(%q) found %d secrets, want 3", Redact(raw), len(secrets))
+	}
+	cause := &pgconn.PgError{Code: "08006"}
+	err := scrub(fmt.Errorf("dialing %s (userpw-1, parampw-2, sslpw-3): %w", raw, cause), secrets)
+	for _, pw := range []string{"userpw-1", "parampw-2", "sslpw-3"} {
+		if strings.Contains(err.Error(), pw) {
+			t.Errorf("scrubbed error shows %s: %v", pw, err)
+		}
+	}
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		t.Errorf("scrubbed error lost its chain: %v", err)
 	}
 }

@@ -33,6 +33,10 @@ func (d *DB) Import(ctx context.Context, src dump.Source) (dump.Counts, error) {
 	}
 	var got dump.Counts
 	err = pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error {
+		// A copy runs as long as it takes: no session time limit applies.
+		if _, err := tx.Exec(ctx, `SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0; SET LOCAL idle_in_transaction_session_timeout = 0`); err != nil {
+			return err
+		}
 		if _, err := tx.Exec(ctx, `LOCK TABLE `+strings.Join(copiedTables, ", ")+`, key_epoch IN EXCLUSIVE MODE`); err != nil {
 			return err
 		}

@@ -30,6 +30,8 @@ func (d *DB) CreatePartner(ctx context.Context, p keys.Partner, k keys.Key, dige
 
 // ListPartners implements keys.Store.
 func (d *DB) ListPartners(ctx context.Context) ([]keys.Partner, error) {
+	ctx, cancel := bound(ctx)
+	defer cancel()
 	rows, _ := d.pool.Query(ctx, `SELECT id, name, status, created_at FROM partners ORDER BY created_at, id`)
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (keys.Partner, error) {
 		var p keys.Partner
@@ -100,6 +102,8 @@ func scanCompany(row pgx.Row) (keys.Company, int64, error) {
 
 // GetCompany implements keys.Store.
 func (d *DB) GetCompany(ctx context.Context, partnerID, id string) (keys.Company, error) {
+	ctx, cancel := bound(ctx)
+	defer cancel()
 	c, _, err := scanCompany(d.pool.QueryRow(ctx, companyColumns+` WHERE partner_id = $1 AND id = $2`, partnerID, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return keys.Company{}, keys.ErrNotFound
@@ -113,6 +117,8 @@ func (d *DB) GetCompany(ctx context.Context, partnerID, id string) (keys.Company
 // while a client walks the pages appears at the end, none is skipped or
 // repeated, even with replicas creating them concurrently.
 func (d *DB) ListCompanies(ctx context.Context, partnerID string, page keys.Page) (keys.CompanyPage, error) {
+	ctx, cancel := bound(ctx)
+	defer cancel()
 	rows, err := d.pool.Query(ctx, companyColumns+` WHERE partner_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, partnerID, page.After, page.Limit+1)
 	if err != nil {
 		return keys.CompanyPage{}, d.mapErr(err)
@@ -171,6 +177,8 @@ func (d *DB) ListKeys(ctx context.Context, o keys.Owner) ([]keys.Key, error) {
 	if !ok {
 		return []keys.Key{}, nil
 	}
+	ctx, cancel := bound(ctx)
+	defer cancel()
 	rows, _ := d.pool.Query(ctx, `SELECT id, hint, created_at, last_used_at, revoked_at FROM api_keys WHERE `+where+` ORDER BY created_at, id`, args...)
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (keys.Key, error) {
 		k := keys.Key{Owner: o}

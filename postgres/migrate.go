@@ -68,7 +68,20 @@ func (d *DB) migrate(ctx context.Context) error {
 		return err
 	}
 	known := all[len(all)-1].version
+	// A schema already at this version needs no lock and no write: replicas
+	// restarting skip the queue, and a read-only session (a standby) opens,
+	// to be reported unavailable by Ready rather than refused at start.
+	if current, err := d.currentVersion(ctx); err != nil {
+		return d.mapErr(err)
+	} else if current == known {
+		return nil
+	}
 	return d.mapErr(pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error {
+		// A migration runs as long as it takes, and a replica waits for
+		// another's: no session time limit applies.
+		if _, err := tx.Exec(ctx, `SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0`); err != nil {
+			return err
+		}
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrationLock); err != nil {
 			return err
 		}
@@ -102,8 +115,23 @@ func (d *DB) migrate(ctx context.Context) error {
 	}))
 }
 
+// currentVersion is the schema's version, 0 if it has no migrations table.
+func (d *DB) currentVersion(ctx context.Context) (int, error) {
+	ctx, cancel := bound(ctx)
+	defer cancel()
+	var exists bool
+	if err := d.pool.QueryRow(ctx, `SELECT to_regclass('schema_migrations') IS NOT NULL`).Scan(&exists); err != nil || !exists {
+		return 0, err
+	}
+	var v int
+	err := d.pool.QueryRow(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&v)
+	return v, err
+}
+
 // Version is the schema version the database is at.
 func (d *DB) Version(ctx context.Context) (int, error) {
+	ctx, cancel := bound(ctx)
+	defer cancel()
 	var v int
 	err := d.pool.QueryRow(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&v)
 	return v, d.mapErr(err)

@@ -25,14 +25,17 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"keygate/keys"
@@ -47,9 +50,50 @@ var (
 // DefaultMaxConns is the pool size when Options leaves it 0.
 const DefaultMaxConns = 16
 
-// connectTimeout bounds a new connection when the URL sets none, so that
-// /ready and requests fail quickly while the database cannot be reached.
-const connectTimeout = 5 * time.Second
+// Time limits, so that a database that stops answering (frozen, cut off
+// by the network, failing over) turns into 503s within a bound instead of
+// requests that hang. SIGSTOP of the server, or a partition, leaves TCP
+// connections open and silent: only a deadline on the client ends a wait.
+const (
+	// connectTimeout bounds a new connection when the URL sets none.
+	connectTimeout = 5 * time.Second
+	// callTimeout bounds every store call (all of a transaction's
+	// attempts, or one read), pool acquisition included: less than the
+	// HTTP server's write timeout, so that a client gets its 503.
+	callTimeout = 5 * time.Second
+	// readyTimeout bounds /ready's check: a probe must get its answer
+	// before its own timeout (commonly 1–5 s) gives up on the replica.
+	readyTimeout = 2 * time.Second
+)
+
+// sessionSettings are given to every connection unless the URL sets them
+// (as a parameter or in options=-c ...). They are SET after connecting,
+// not sent in the startup packet, which PgBouncer would refuse.
+var sessionSettings = []struct{ name, value string }{
+	// Every 2xx is sent after its commit is durable (Open refuses off).
+	{"synchronous_commit", "on"},
+	// The server's side of callTimeout: a statement the client gave up on
+	// stops running.
+	{"statement_timeout", "5s"},
+	// A row lock held by a stuck transaction makes its waiters fail
+	// (503) well within callTimeout instead of queueing to it.
+	{"lock_timeout", "2s"},
+	// A replica frozen or cut off inside a transaction releases its row
+	// locks: keygate never leaves a transaction idle for more than a
+	// round trip.
+	{"idle_in_transaction_session_timeout", "10s"},
+}
+
+// Client-side TCP settings: a peer that vanished (host down, partition) is
+// found within about keepAliveIdle + keepAliveCount·keepAliveInterval on
+// an idle connection and within tcpUserTimeout on one with unacknowledged
+// data, and the connection is then broken and replaced.
+const (
+	keepAliveIdle     = 10 * time.Second
+	keepAliveInterval = 5 * time.Second
+	keepAliveCount    = 3
+	tcpUserTimeout    = 15 * time.Second
+)
 
 // Options configure Open.
 type Options struct {
@@ -61,10 +105,10 @@ type Options struct {
 
 // DB is an open keygate database on PostgreSQL: a pool of connections.
 type DB struct {
-	pool   *pgxpool.Pool
-	log    *slog.Logger
-	now    func() time.Time
-	secret string // the URL's password, scrubbed from every error
+	pool    *pgxpool.Pool
+	log     *slog.Logger
+	now     func() time.Time
+	secrets []string // the URL's passwords, scrubbed from every error
 
 	usage usageState // RecordUsage's batches whose commit is unconfirmed
 
@@ -76,8 +120,9 @@ type DB struct {
 
 // Open connects to the database at opts.URL, applies pending migrations
 // (under an advisory lock, so that replicas starting together migrate
-// once) and refuses a schema newer than this keygate knows. Its errors
-// never contain the URL's password.
+// once) and refuses a schema newer than this keygate knows, or a session
+// whose commits are not durable (synchronous_commit off). Its errors
+// never contain the URL's passwords.
 func Open(ctx context.Context, opts Options) (*DB, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -88,7 +133,7 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 	if opts.MaxConns <= 0 {
 		opts.MaxConns = DefaultMaxConns
 	}
-	secret := Password(opts.URL)
+	secrets := Secrets(opts.URL)
 	if err := CheckURL(opts.URL); err != nil {
 		return nil, err
 	}
@@ -97,34 +142,83 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("database.url: not a valid PostgreSQL URL: %s", Redact(opts.URL))
 	}
 	cfg.MaxConns = int32(opts.MaxConns)
-	if cfg.ConnConfig.ConnectTimeout == 0 {
-		cfg.ConnConfig.ConnectTimeout = connectTimeout
-	}
+	configureConn(cfg)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return nil, scrub(fmt.Errorf("connecting to %s: %w", Redact(opts.URL), err), secret)
+		return nil, scrub(fmt.Errorf("connecting to %s: %w", Redact(opts.URL), err), secrets)
 	}
-	d := &DB{pool: pool, log: opts.Logger, now: opts.Now, secret: secret}
+	d := &DB{pool: pool, log: opts.Logger, now: opts.Now, secrets: secrets}
 	if err := d.migrate(ctx); err != nil {
 		pool.Close()
-		return nil, scrub(fmt.Errorf("%s: %w", Redact(opts.URL), err), secret)
+		return nil, scrub(fmt.Errorf("%s: %w", Redact(opts.URL), err), secrets)
 	}
-	d.checkDurability(ctx)
+	if err := d.checkDurability(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
 	return d, nil
 }
 
-// checkDurability warns when PostgreSQL would acknowledge a commit before
-// it is on disk: keygate's promise that every 2xx is durable is then void.
-func (d *DB) checkDurability(ctx context.Context) {
+// configureConn gives every connection of the pool the dialer and the
+// session settings above.
+func configureConn(cfg *pgxpool.Config) {
+	cc := cfg.ConnConfig
+	if cc.ConnectTimeout == 0 {
+		cc.ConnectTimeout = connectTimeout
+	}
+	dialer := &net.Dialer{
+		Timeout: cc.ConnectTimeout,
+		KeepAliveConfig: net.KeepAliveConfig{
+			Enable: true, Idle: keepAliveIdle, Interval: keepAliveInterval, Count: keepAliveCount,
+		},
+		Control: setUserTimeout,
+	}
+	cc.DialFunc = dialer.DialContext // every host of the URL's is dialed with it
+	set := sessionSetQuery(cc.RuntimeParams)
+	if set == "" {
+		return
+	}
+	cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
+		_, err := conn.Exec(ctx, set)
+		return err
+	}
+}
+
+// sessionSetQuery is the statement that applies the sessionSettings the
+// URL's parameters (params) leave unset, "" if it sets them all.
+func sessionSetQuery(params map[string]string) string {
+	var sets []string
+	for _, s := range sessionSettings {
+		if _, ok := params[s.name]; ok || strings.Contains(params["options"], s.name) {
+			continue
+		}
+		sets = append(sets, "set_config('"+s.name+"', '"+s.value+"', false)")
+	}
+	if len(sets) == 0 {
+		return ""
+	}
+	return "SELECT " + strings.Join(sets, ", ")
+}
+
+// checkDurability refuses a session in which PostgreSQL acknowledges a
+// commit before it is durable (synchronous_commit off, which only the URL
+// can have asked for): keygate's promise that every 2xx is committed would
+// be void. fsync off, a choice made for the whole server, is warned about.
+func (d *DB) checkDurability(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
 	var syncCommit, fsync string
 	err := d.pool.QueryRow(ctx, `SELECT current_setting('synchronous_commit'), current_setting('fsync')`).Scan(&syncCommit, &fsync)
 	if err != nil {
-		return
+		return d.mapErr(err)
 	}
-	if syncCommit == "off" || fsync == "off" {
-		d.log.Warn("PostgreSQL acknowledges commits before they are durable: an acknowledged refresh or revocation may be lost if the database crashes",
-			"synchronous_commit", syncCommit, "fsync", fsync)
+	if syncCommit == "off" {
+		return errors.New("database.url: synchronous_commit is off for keygate's connections, so an acknowledged refresh or revocation could be lost: remove synchronous_commit from the URL (keygate sets it on)")
 	}
+	if fsync == "off" {
+		d.log.Warn("PostgreSQL runs with fsync off: an acknowledged refresh or revocation may be lost if the database crashes", "fsync", fsync)
+	}
+	return nil
 }
 
 // Close closes the pool, waiting for connections in use to be returned.
@@ -137,14 +231,37 @@ func (d *DB) Close() error {
 	return nil
 }
 
-// Ready reports whether the database answers now: a pooled connection (a
-// new one if the old ones died) runs a query.
+// Ready reports whether the database serves keygate now, within
+// readyTimeout: a pooled connection (a new one if the old ones died)
+// answers, on a primary that takes writes. A standby, or a session that is
+// read-only, is unavailable; its connections are then dropped, so that the
+// next ones are made afresh (with target_session_attrs=read-write in the
+// URL, to the primary among its hosts).
 func (d *DB) Ready(ctx context.Context) error {
-	var one int
-	if err := d.pool.QueryRow(ctx, `SELECT 1`).Scan(&one); err != nil {
+	if d.closed.Load() {
+		return errClosed
+	}
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	var inRecovery, readOnly bool
+	err := d.pool.QueryRow(ctx, `SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on'`).Scan(&inRecovery, &readOnly)
+	if err != nil {
 		return d.mapErr(err)
 	}
+	if inRecovery || readOnly {
+		d.pool.Reset()
+		what := "a read-only session"
+		if inRecovery {
+			what = "a standby in recovery"
+		}
+		return fmt.Errorf("%w: the database is %s and refuses writes (list every host in database.url with target_session_attrs=read-write)", keys.ErrUnavailable, what)
+	}
 	return nil
+}
+
+// bound limits a store call to callTimeout.
+func bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, callTimeout)
 }
 
 // CheckURL reports, in one line without the password, what is wrong with
@@ -160,14 +277,26 @@ func CheckURL(raw string) error {
 	return nil
 }
 
-// Password is the password in a database URL, "" if none.
-func Password(raw string) string {
+// Secrets are the passwords a database URL carries, in its user part and
+// as password or sslpassword parameters: what no error may show.
+func Secrets(raw string) []string {
 	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
-		return ""
+	if err != nil {
+		return nil
 	}
-	p, _ := u.User.Password()
-	return p
+	var out []string
+	if u.User != nil {
+		if p, ok := u.User.Password(); ok && p != "" {
+			out = append(out, p)
+		}
+	}
+	q := u.Query()
+	for _, k := range []string{"password", "sslpassword"} {
+		if p := q.Get(k); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // Redact is the URL with its password (in the user part or as a password
@@ -193,14 +322,23 @@ func Redact(raw string) string {
 	return u.String()
 }
 
-// scrub removes secret from err's message, keeping err's chain for
+// scrub removes every secret from err's message, keeping err's chain for
 // errors.Is and errors.As: the last guard against a driver message that
 // quotes the URL.
-func scrub(err error, secret string) error {
-	if err == nil || secret == "" || !strings.Contains(err.Error(), secret) {
+func scrub(err error, secrets []string) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	for _, s := range secrets {
+		if s != "" {
+			msg = strings.ReplaceAll(msg, s, "xxxxx")
+		}
+	}
+	if msg == err.Error() {
 		return err
 	}
-	return &scrubbed{msg: strings.ReplaceAll(err.Error(), secret, "xxxxx"), err: err}
+	return &scrubbed{msg: msg, err: err}
 }
 
 type scrubbed struct {

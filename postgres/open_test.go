@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -77,6 +78,73 @@ func TestErrorsHideThePassword(t *testing.T) {
 	}
 	if got := postgres.Redact("postgres://u:" + pw + "@h/db?sslpassword=" + pw); strings.Contains(got, pw) {
 		t.Errorf("Redact = %q", got)
+	}
+	for _, raw := range []string{
+		"postgres://u:" + pw + "@h/db",
+		"postgres://u@h/db?password=" + pw,
+		"postgres://u@h/db?sslpassword=" + pw,
+	} {
+		if got := postgres.Secrets(raw); !slices.Contains(got, pw) {
+			t.Errorf("Secrets(%s) = %d secrets, none of them the password", postgres.Redact(raw), len(got))
+		}
+	}
+}
+
+// Every connection gets keygate's session settings, except those the URL
+// sets itself.
+func TestSessionSettings(t *testing.T) {
+	dbURL, _ := pgtest.Schema(t)
+	for _, tc := range []struct {
+		name  string
+		extra string
+		want  map[string]string
+	}{
+		{"defaults", "", map[string]string{"synchronous_commit": "on", "statement_timeout": "5s", "lock_timeout": "2s", "idle_in_transaction_session_timeout": "10s"}},
+		{"the URL's own", "&statement_timeout=1min&synchronous_commit=remote_write", map[string]string{"synchronous_commit": "remote_write", "statement_timeout": "1min", "lock_timeout": "2s"}},
+		{"options=-c", "&options=-c%20lock_timeout%3D7s", map[string]string{"lock_timeout": "7s", "statement_timeout": "5s"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db := openURL(t, dbURL+tc.extra)
+			for name, want := range tc.want {
+				got, err := db.Setting(t.Context(), name)
+				if err != nil || got != want {
+					t.Errorf("%s = %q, %v; want %q", name, got, err, want)
+				}
+			}
+		})
+	}
+}
+
+// A URL that turns synchronous_commit off is refused with one line: an
+// acknowledged refresh could otherwise be lost.
+func TestRefusesSynchronousCommitOff(t *testing.T) {
+	dbURL, _ := pgtest.Schema(t)
+	for _, extra := range []string{"&synchronous_commit=off", "&options=-c%20synchronous_commit%3Doff"} {
+		_, err := postgres.Open(t.Context(), postgres.Options{URL: dbURL + extra})
+		if err == nil || !strings.Contains(err.Error(), "synchronous_commit is off") || strings.Contains(err.Error(), "\n") {
+			t.Errorf("Open with %s: %v, want one line refusing it", extra, err)
+		}
+	}
+}
+
+// Ready is unavailable on a session that cannot write (a standby, or here
+// default_transaction_read_only), though reads still work there.
+func TestReadyRefusesReadOnly(t *testing.T) {
+	dbURL, _ := pgtest.Schema(t)
+	rw := openURL(t, dbURL)
+	if err := rw.Ready(t.Context()); err != nil {
+		t.Fatalf("Ready on the primary: %v", err)
+	}
+	ro := openURL(t, dbURL+"&default_transaction_read_only=on")
+	err := ro.Ready(t.Context())
+	if !errors.Is(err, keys.ErrUnavailable) || !strings.Contains(err.Error(), "refuses writes") {
+		t.Errorf("Ready on a read-only session: %v, want ErrUnavailable saying it refuses writes", err)
+	}
+	if _, err := ro.KeyEpoch(t.Context()); err != nil {
+		t.Errorf("a read on the read-only session: %v", err)
+	}
+	if _, err := ro.ListPartners(t.Context()); err != nil {
+		t.Errorf("ListPartners on the read-only session: %v", err)
 	}
 }
 

@@ -20,11 +20,15 @@ const resolvedColumns = `SELECT k.id, k.digest, k.partner_id, COALESCE(k.company
 
 // ResolveKey implements keys.Store.
 func (d *DB) ResolveKey(ctx context.Context, digest keys.Digest) (keys.ResolvedKey, error) {
+	ctx, cancel := bound(ctx)
+	defer cancel()
 	return d.scanResolved(d.pool.QueryRow(ctx, resolvedColumns+` WHERE k.digest = $1`, digest[:]))
 }
 
 // ResolveKeyID implements keys.Store.
 func (d *DB) ResolveKeyID(ctx context.Context, keyID string) (keys.ResolvedKey, error) {
+	ctx, cancel := bound(ctx)
+	defer cancel()
 	return d.scanResolved(d.pool.QueryRow(ctx, resolvedColumns+` WHERE k.id = $1`, keyID))
 }
 
@@ -55,6 +59,8 @@ func (d *DB) scanResolved(row pgx.Row) (keys.ResolvedKey, error) {
 // replica at most every 10 ms (keys.Service), which is how a revocation
 // through any replica or the CLI reaches every other replica's key cache.
 func (d *DB) KeyEpoch(ctx context.Context) (int64, error) {
+	ctx, cancel := bound(ctx)
+	defer cancel()
 	var epoch int64
 	err := d.pool.QueryRow(ctx, `SELECT epoch FROM key_epoch WHERE id = 1`).Scan(&epoch)
 	return epoch, d.mapErr(err)

@@ -28,6 +28,8 @@ func (d *DB) tx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	if d.closed.Load() {
 		return errClosed
 	}
+	ctx, cancel := bound(ctx)
+	defer cancel()
 	var err error
 	for attempt := 1; ; attempt++ {
 		err = pgx.BeginFunc(ctx, d.pool, fn)

@@ -48,6 +48,8 @@ func (d *DB) RecordUsage(ctx context.Context, lastUsed map[string]time.Time, evs
 	if d.closed.Load() {
 		return errClosed
 	}
+	ctx, cancel := bound(ctx)
+	defer cancel()
 	u := &d.usage
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -144,8 +146,8 @@ func (d *DB) resolvePending(ctx context.Context, tx pgx.Tx, now int64) error {
 		return nil
 	}
 	// A batch still in flight on a broken connection holds its row's key:
-	// wait for it a little, not for ever.
-	if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '5s'`); err != nil {
+	// wait for it a little, not for ever (and well within callTimeout).
+	if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '2s'`); err != nil {
 		return err
 	}
 	kept := u.pending[:0]

@@ -66,6 +66,11 @@ type SigningKeyInfo struct {
 // KeyStore persists signing keys.
 type KeyStore interface {
 	AddSigningKey(ctx context.Context, k SigningKeyRecord) error
+	// AddFirstSigningKey stores k unless a key of k.Algorithm is stored
+	// already, deciding atomically, so that of several processes (replicas
+	// starting together on an empty database) exactly one adds its key;
+	// added reports whether this call's did.
+	AddFirstSigningKey(ctx context.Context, k SigningKeyRecord) (added bool, err error)
 	ListSigningKeys(ctx context.Context) ([]SigningKeyRecord, error)
 }
 
@@ -117,7 +122,10 @@ func NewKeyring(cfg KeyringConfig, master MasterKey, store KeyStore, now func() 
 }
 
 // EnsureKey creates a signing key for the configured algorithm, active at
-// once, if none exists yet: the first start of a fresh gateway.
+// once, if none exists yet: the first start of a fresh gateway. The store
+// decides (AddFirstSigningKey), so that replicas starting together on an
+// empty database end up with one key between them, and publish the same
+// JWKS from the start.
 func (k *Keyring) EnsureKey(ctx context.Context) error {
 	if k.cfg.Algorithm == HS256 {
 		return nil
@@ -131,7 +139,11 @@ func (k *Keyring) EnsureKey(ctx context.Context) error {
 			return nil
 		}
 	}
-	_, err = k.addKey(ctx, 0)
+	rec, err := k.newKey(0)
+	if err != nil {
+		return err
+	}
+	_, err = k.store.AddFirstSigningKey(ctx, rec)
 	return err
 }
 
@@ -150,13 +162,26 @@ func (k *Keyring) Rotate(ctx context.Context) (SigningKeyInfo, error) {
 }
 
 func (k *Keyring) addKey(ctx context.Context, delay time.Duration) (SigningKeyInfo, error) {
-	priv, err := generateKey(k.cfg.Algorithm)
+	rec, err := k.newKey(delay)
 	if err != nil {
 		return SigningKeyInfo{}, err
 	}
+	if err := k.store.AddSigningKey(ctx, rec); err != nil {
+		return SigningKeyInfo{}, err
+	}
+	return SigningKeyInfo{KID: rec.KID, Algorithm: rec.Algorithm, CreatedAt: rec.CreatedAt, ActivatesAt: rec.ActivatesAt}, nil
+}
+
+// newKey generates a key of the configured algorithm, sealed under the
+// master key, that activates delay from now.
+func (k *Keyring) newKey(delay time.Duration) (SigningKeyRecord, error) {
+	priv, err := generateKey(k.cfg.Algorithm)
+	if err != nil {
+		return SigningKeyRecord{}, err
+	}
 	der, err := x509.MarshalPKCS8PrivateKey(priv)
 	if err != nil {
-		return SigningKeyInfo{}, err
+		return SigningKeyRecord{}, err
 	}
 	now := k.now()
 	rec := SigningKeyRecord{
@@ -166,10 +191,7 @@ func (k *Keyring) addKey(ctx context.Context, delay time.Duration) (SigningKeyIn
 		ActivatesAt: now.Add(delay),
 	}
 	rec.Sealed = k.master.seal(der, sealAAD(rec))
-	if err := k.store.AddSigningKey(ctx, rec); err != nil {
-		return SigningKeyInfo{}, err
-	}
-	return SigningKeyInfo{KID: rec.KID, Algorithm: rec.Algorithm, CreatedAt: rec.CreatedAt, ActivatesAt: rec.ActivatesAt}, nil
+	return rec, nil
 }
 
 // List describes every stored signing key, oldest first.
