@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
@@ -103,6 +104,16 @@ func (a *app) copyStore(ctx context.Context, to store.URL) error {
 
 func (a *app) printCopy(n dump.Counts, to store.URL) {
 	fmt.Fprintf(a.stdout, "copied %s to %s\n\n", a.cfg.Database.Path, to)
+	printCounts(a.stdout, n, "refresh-token families (live, or keeping a login's token dead)")
+	master := "tokens.master_key"
+	if a.cfg.Tokens.MasterKey == "" {
+		master = "the contents of " + filepath.Join(filepath.Dir(a.cfg.Database.Path), "master.key")
+	}
+	fmt.Fprintf(a.stdout, "\nrow counts verified. Start the replicas with database.driver=postgres, this database.url,\nand KEYGATE_TOKENS_MASTER_KEY set to %s: the signing keys and refresh tokens need it.\n", master)
+}
+
+// printCounts prints a table of what a copy of the database holds.
+func printCounts(w io.Writer, n dump.Counts, families string) {
 	for _, row := range []struct {
 		n    int64
 		what string
@@ -111,14 +122,9 @@ func (a *app) printCopy(n dump.Counts, to store.URL) {
 		{n.Companies, "companies"},
 		{n.Keys, "API keys (digests)"},
 		{n.SigningKeys, "signing keys (sealed)"},
-		{n.Families, "refresh-token families (live, or keeping a login's token dead)"},
+		{n.Families, families},
 		{n.AuditEvents, "audit events"},
 	} {
-		fmt.Fprintf(a.stdout, "%10d  %s\n", row.n, row.what)
+		fmt.Fprintf(w, "%10d  %s\n", row.n, row.what)
 	}
-	master := "tokens.master_key"
-	if a.cfg.Tokens.MasterKey == "" {
-		master = "the contents of " + filepath.Join(filepath.Dir(a.cfg.Database.Path), "master.key")
-	}
-	fmt.Fprintf(a.stdout, "\nrow counts verified. Start the replicas with database.driver=postgres, this database.url,\nand KEYGATE_TOKENS_MASTER_KEY set to %s: the signing keys and refresh tokens need it.\n", master)
 }

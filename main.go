@@ -60,7 +60,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 		},
 	}
 	root.PersistentFlags().StringVar(&configPath, "config", "", "config file (default ./config.yaml if present)")
-	root.AddCommand(a.serveCommand(), a.partnerCommand(), a.signingKeyCommand(), a.auditCommand(), a.migrateCommand(), a.storeCommand(), a.versionCommand())
+	root.AddCommand(a.serveCommand(), a.partnerCommand(), a.signingKeyCommand(), a.auditCommand(), a.migrateCommand(), a.storeCommand(), a.backupCommand(), a.versionCommand())
 	return root
 }
 

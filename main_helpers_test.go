@@ -188,6 +188,7 @@ type listedKey struct {
 }
 
 type auditEvent struct {
+	ID         int64  `json:"id"`
 	At         string `json:"at"`
 	ActorType  string `json:"actorType"`
 	ActorID    string `json:"actorId"`

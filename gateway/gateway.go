@@ -70,7 +70,7 @@ func New(ctx context.Context, cfg Config, st store.Store, master tokens.MasterKe
 	if err != nil {
 		return nil, err
 	}
-	recorder := keys.NewRecorder(st, time.Second, opts.Log)
+	recorder := keys.NewRecorder(st, time.Second, opts.Now, opts.Log)
 	keySvc := keys.NewService(st, recorder, opts.Now, opts.Log)
 	tokenSvc := tokens.NewService(keySvc, st, signer, master, tokens.RefreshConfig{
 		TTL: t.RefreshTTL, MaxLifetime: t.RefreshMaxLifetime, ReuseGrace: t.RefreshReuseGrace, Retention: t.Retention,

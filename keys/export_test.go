@@ -1,5 +1,7 @@
 package keys
 
+import "context"
+
 // SetKeyCacheSize bounds the service's cache of resolved keys to n entries.
 func SetKeyCacheSize(s *Service, n int) { s.cache.max = n }
 
@@ -12,3 +14,16 @@ func CachedKeys(s *Service) int {
 
 // KeyCheckInterval is how stale another process's change may be.
 const KeyCheckInterval = keyCheckInterval
+
+// FailureBuckets reports how many failure counts the recorder holds.
+func FailureBuckets(r *Recorder) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.failures)
+}
+
+// MaxFailureBuckets bounds the failure counts a recorder holds.
+const MaxFailureBuckets = maxFailureBuckets
+
+// FlushDue is what a running Recorder does every interval.
+func FlushDue(r *Recorder, ctx context.Context) { r.flush(ctx, false) }

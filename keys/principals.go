@@ -12,28 +12,46 @@ const HintMalformed = "malformed"
 
 // RecordLogin audits a login attempt, naming the key by its hint only (or
 // HintMalformed), and on success notes the key's last use. With a Recorder
-// both are batched; without one they are written at once.
+// both are batched, and failures are counted per address and minute
+// rather than written one by one; without one they are written at once.
 func (s *Service) RecordLogin(ctx context.Context, p Principal, hint, addr string, ok bool) {
 	now := s.now()
-	ev := AuditEvent{At: now, ActorType: ActorAnonymous, Action: "login", TargetType: "key", Target: hint, Addr: addr, Outcome: OutcomeFailure}
-	if ok {
-		ev.ActorType, ev.ActorID, ev.Target, ev.Outcome = ActorType(p.Kind), p.ID, p.KeyID, OutcomeSuccess
-		ev.Detail = "hint=" + hint
-	}
-	if s.audit != nil {
-		var keyID string
-		if ok {
-			keyID = p.KeyID
-		}
-		s.audit.Login(ev, keyID)
+	if !ok {
+		s.recordFailure(ctx, FailedLogin, now, addr, hint)
 		return
 	}
-	var used map[string]time.Time
-	if ok {
-		used = map[string]time.Time{p.KeyID: now}
+	ev := AuditEvent{
+		At: now, ActorType: ActorType(p.Kind), ActorID: p.ID, Action: "login", TargetType: "key", Target: p.KeyID,
+		Addr: addr, Outcome: OutcomeSuccess, Detail: "hint=" + hint,
 	}
-	if err := s.store.RecordUsage(ctx, used, []AuditEvent{ev}); err != nil {
+	if s.audit != nil {
+		s.audit.Login(ev, p.KeyID)
+		return
+	}
+	if err := s.store.RecordUsage(ctx, map[string]time.Time{p.KeyID: now}, []AuditEvent{ev}); err != nil {
 		s.log.ErrorContext(ctx, "recording login", "err", err)
+	}
+}
+
+// RecordRefreshFailure audits a refused refresh token (one that was not
+// the family's live token, its parent's retry, or a reuse, which is
+// audited where it is decided), counted like a failed login.
+func (s *Service) RecordRefreshFailure(ctx context.Context, addr string) {
+	s.recordFailure(ctx, FailedRefresh, s.now(), addr, "")
+}
+
+func (s *Service) recordFailure(ctx context.Context, action string, at time.Time, addr, hint string) {
+	if s.audit != nil {
+		s.audit.Failure(action, at, addr, hint)
+		return
+	}
+	var hints []string
+	if hint != "" {
+		hints = []string{hint}
+	}
+	ev := failureEvent(action, at, AddrBucket(addr), 1, hints)
+	if err := s.store.RecordUsage(ctx, nil, []AuditEvent{ev}); err != nil {
+		s.log.ErrorContext(ctx, "recording a failure", "err", err)
 	}
 }
 

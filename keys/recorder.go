@@ -3,6 +3,9 @@ package keys
 import (
 	"context"
 	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -17,18 +20,53 @@ const flushThreshold = 1_000
 // Recorder batches what every login writes besides its token family: the
 // key's last-use time and the login's audit event. One transaction per
 // interval replaces a write per login; last-use times coalesce per key.
+//
+// Failed logins and refreshes are counted, not listed: one audit event per
+// client address bucket (AddrBucket), action and minute, with the number of
+// attempts and the first few key hints, written once the minute is over.
+// Someone spraying bad credentials from many addresses therefore adds at
+// most one row per address and minute, and no more than maxFailureBuckets
+// of them are held at once; past that, the minute's further failures are
+// counted in one bucket of their own (address "other").
 type Recorder struct {
 	store    Store
 	log      *slog.Logger
 	interval time.Duration
+	now      func() time.Time
 
-	mu      sync.Mutex
-	used    map[string]time.Time // last use not yet written, per key
-	written map[string]time.Time // last use written, per key
-	events  []AuditEvent
-	dropped int
-	kick    chan struct{}
+	mu       sync.Mutex
+	used     map[string]time.Time // last use not yet written, per key
+	written  map[string]time.Time // last use written, per key
+	events   []AuditEvent
+	failures map[failureKey]*failureCount
+	dropped  int
+	kick     chan struct{}
 }
+
+// failureKey is what failures are counted by.
+type failureKey struct {
+	action string // "login" or "refresh"
+	bucket string // AddrBucket of the client's address, or overflowBucket
+	minute int64  // Unix minute of the attempts
+}
+
+// failureCount is one minute's failures from one address bucket.
+type failureCount struct {
+	first time.Time
+	n     int
+	hints []string // the first maxFailureHints distinct key hints
+}
+
+// maxFailureBuckets bounds the failure counts held at once, as
+// ratelimit.max_tracked (100,000 by default) bounds the limiter's.
+const maxFailureBuckets = 100_000
+
+// maxFailureHints is how many distinct key hints a failure row names.
+const maxFailureHints = 5
+
+// overflowBucket counts the failures of a minute whose address bucket did
+// not fit in maxFailureBuckets.
+const overflowBucket = "other"
 
 // usageResolution is how stale a written lastUsedAt may get: a busy key's
 // row is rewritten once a minute, not on every flush, which keeps a
@@ -39,17 +77,83 @@ const usageResolution = time.Minute
 // simply rewritten sooner.
 const maxWrittenKeys = 100_000
 
-// NewRecorder makes a Recorder that flushes every interval once Run starts.
-func NewRecorder(store Store, interval time.Duration, log *slog.Logger) *Recorder {
+// NewRecorder makes a Recorder that flushes every interval once Run starts;
+// now tells it when a minute of failures is over.
+func NewRecorder(store Store, interval time.Duration, now func() time.Time, log *slog.Logger) *Recorder {
 	return &Recorder{
 		store:    store,
 		log:      log,
 		interval: interval,
+		now:      now,
 		used:     make(map[string]time.Time),
 		written:  make(map[string]time.Time),
+		failures: make(map[failureKey]*failureCount),
 		kick:     make(chan struct{}, 1),
 	}
 }
+
+// Failure counts a failed login or refresh (action) at a time from a
+// client address, naming the key by its hint if there is one.
+func (r *Recorder) Failure(action string, at time.Time, addr, hint string) {
+	k := failureKey{action: action, bucket: AddrBucket(addr), minute: at.Unix() / 60}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, ok := r.failures[k]
+	if !ok {
+		if len(r.failures) >= maxFailureBuckets {
+			k.bucket = overflowBucket
+			c, ok = r.failures[k]
+		}
+		if !ok {
+			c = &failureCount{first: at}
+			r.failures[k] = c
+		}
+	}
+	c.n++
+	if hint != "" && len(c.hints) < maxFailureHints && !slices.Contains(c.hints, hint) {
+		c.hints = append(c.hints, hint)
+	}
+}
+
+// failureEvents takes the failure counts of minutes that are over (all of
+// them if all) as audit events, oldest first. The caller holds mu.
+func (r *Recorder) failureEvents(all bool) []AuditEvent {
+	current := r.now().Unix() / 60
+	var out []AuditEvent
+	for k, c := range r.failures {
+		if !all && k.minute >= current {
+			continue
+		}
+		delete(r.failures, k)
+		ev := failureEvent(k.action, c.first, k.bucket, c.n, c.hints)
+		out = append(out, ev)
+	}
+	slices.SortFunc(out, func(a, b AuditEvent) int { return a.At.Compare(b.At) })
+	return out
+}
+
+// failureEvent is the audit event of n failed attempts of an action from
+// an address bucket, the first at a time.
+func failureEvent(action string, at time.Time, bucket string, n int, hints []string) AuditEvent {
+	ev := AuditEvent{
+		At: at, ActorType: ActorAnonymous, Action: action, TargetType: "key",
+		Addr: bucket, Outcome: OutcomeFailure, Detail: "attempts=" + strconv.Itoa(n),
+	}
+	if action == FailedRefresh {
+		ev.TargetType = "refresh_token"
+	}
+	if len(hints) > 0 {
+		ev.Target = hints[0]
+		ev.Detail += " hints=" + strings.Join(hints, ",")
+	}
+	return ev
+}
+
+// The actions of aggregated failures.
+const (
+	FailedLogin   = "login"
+	FailedRefresh = "refresh"
+)
 
 // Login queues a login's audit event and, for a success, its key's use.
 func (r *Recorder) Login(ev AuditEvent, keyID string) {
@@ -101,7 +205,7 @@ func (r *Recorder) Flush(ctx context.Context) { r.flush(ctx, true) }
 // database fault delays the audit trail rather than losing it.
 func (r *Recorder) flush(ctx context.Context, all bool) {
 	r.mu.Lock()
-	events, dropped := r.events, r.dropped
+	events, dropped := append(r.events, r.failureEvents(all)...), r.dropped
 	used := make(map[string]time.Time)
 	for id, at := range r.used {
 		if all || at.Sub(r.written[id]) >= usageResolution {

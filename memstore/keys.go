@@ -292,22 +292,20 @@ func (s *Store) RecordUsage(_ context.Context, lastUsed map[string]time.Time, ev
 }
 
 // ListAudit implements keys.Store: events strictly after the cursor,
-// ordered by time and then by ID (the order written).
+// ordered by time and then by ID (the order written). s.audit is kept in
+// that order.
 func (s *Store) ListAudit(_ context.Context, after keys.AuditCursor, limit int) ([]keys.AuditEvent, error) {
 	after.At = ms(after.At) // what the SQLite store compares
 	s.mu.RLock()
-	out := []keys.AuditEvent{}
-	for _, e := range s.audit {
-		if auditOrder(e, after) > 0 {
-			out = append(out, e)
+	defer s.mu.RUnlock()
+	i, _ := slices.BinarySearchFunc(s.audit, after, func(e keys.AuditEvent, c keys.AuditCursor) int {
+		if auditOrder(e, c) <= 0 {
+			return -1
 		}
-	}
-	s.mu.RUnlock()
-	slices.SortFunc(out, func(a, b keys.AuditEvent) int { return auditOrder(a, b.After()) })
-	if len(out) > limit {
-		out = out[:max(limit, 0)]
-	}
-	return out, nil
+		return 1
+	})
+	rest := s.audit[i:]
+	return slices.Clone(rest[:min(len(rest), max(limit, 0))]), nil
 }
 
 // auditOrder compares an event with a cursor in the trail's order.
@@ -318,27 +316,17 @@ func auditOrder(e keys.AuditEvent, c keys.AuditCursor) int {
 	return cmp.Compare(e.ID, c.ID)
 }
 
-// DeleteAudit implements keys.Store.
+// DeleteAudit implements keys.Store: the oldest events come first in s.audit.
 func (s *Store) DeleteAudit(_ context.Context, before time.Time, limit int) (int, error) {
 	before = ms(before)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	old := []keys.AuditEvent{}
-	for _, e := range s.audit {
-		if e.At.Before(before) {
-			old = append(old, e)
-		}
+	n := 0
+	for n < len(s.audit) && n < limit && s.audit[n].At.Before(before) {
+		n++
 	}
-	slices.SortFunc(old, func(a, b keys.AuditEvent) int { return auditOrder(a, b.After()) })
-	if len(old) > limit {
-		old = old[:max(limit, 0)]
-	}
-	gone := make(map[int64]bool, len(old))
-	for _, e := range old {
-		gone[e.ID] = true
-	}
-	s.audit = slices.DeleteFunc(s.audit, func(e keys.AuditEvent) bool { return gone[e.ID] })
-	return len(old), nil
+	s.audit = slices.Delete(s.audit, 0, n)
+	return n, nil
 }
 
 // checkNewKey refuses a key whose id or digest is taken. The caller holds mu.
@@ -367,7 +355,13 @@ func (s *Store) appendAudit(evs ...keys.AuditEvent) {
 	for _, e := range evs {
 		s.auditSeq++
 		e.ID, e.At = s.auditSeq, ms(e.At)
-		s.audit = append(s.audit, e)
+		// Kept in (At, ID) order: a new event goes after every event not
+		// later than it, which is nearly always the end.
+		i := len(s.audit)
+		for i > 0 && s.audit[i-1].At.After(e.At) {
+			i--
+		}
+		s.audit = slices.Insert(s.audit, i, e)
 	}
 }
 

@@ -595,6 +595,7 @@ func TestCompanyAuditTrail(t *testing.T) {
 		{"login", "company", co.ID, second.KeyID, addr, keys.OutcomeSuccess},
 		{"key.revoked", "partner", p.ID, co.KeyID, addr, keys.OutcomeSuccess},
 		{"login", "anonymous", "", co.APIKey[:7], addr, keys.OutcomeFailure},
+		{"refresh", "anonymous", "", "", addr, keys.OutcomeFailure},
 		{"company.disabled", "partner", p.ID, co.ID, addr, keys.OutcomeSuccess},
 	}
 	var got []step

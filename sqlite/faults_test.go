@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -146,9 +147,17 @@ func TestFailingCommitsAnswer503AndRecover(t *testing.T) {
 				t.Errorf("companies after the failed creation: %+v, %v; want none", cs.Companies, err)
 			}
 
+			if fi, err := os.Stat(path + "-wal"); err != nil || fi.Size() == 0 {
+				t.Fatalf("WAL during the fault: %v, %v; want a WAL with pages in it", fi, err)
+			}
 			db.FailCommits(0)
 			if status, _ := call(t, h, "GET", "/ready", ""); status != 200 {
 				t.Errorf("/ready after the fault: %d, want 200", status)
+			}
+			// Recovery checkpoints the WAL to nothing, so that on a nearly
+			// full disk it cannot grow back into the space just freed.
+			if fi, err := os.Stat(path + "-wal"); err != nil || fi.Size() != 0 {
+				t.Errorf("WAL after recovery: %v, %v; want it truncated to 0 bytes", fi, err)
 			}
 			// Every token whose use failed is still the live one, and the
 			// login made during the fault refreshes like any other.

@@ -43,6 +43,7 @@ type Options struct {
 // DB is an open keygate database: one writer connection owned by one
 // goroutine, and a pool of query-only connections for reads.
 type DB struct {
+	path     string
 	write    *sql.DB
 	conn     *sql.Conn // write's one connection, the writer goroutine's alone
 	read     *sql.DB
@@ -101,6 +102,7 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 	write.SetConnMaxIdleTime(0)
 
 	d := &DB{
+		path:     opts.Path,
 		write:    write,
 		log:      opts.Logger,
 		now:      opts.Now,
@@ -191,8 +193,53 @@ func (d *DB) Ready(ctx context.Context) error {
 	})
 	if err == nil && d.failing.Swap(false) {
 		d.log.Info("database writes working again")
+		// On a nearly full disk the WAL would grow back into the space just
+		// freed long before its automatic checkpoint (about 4 MB of WAL)
+		// shrinks nothing, and writes would fail again: move what the WAL
+		// holds into the database now and truncate it to nothing.
+		if err := d.checkpoint(ctx); err != nil {
+			d.log.Warn("checkpointing the WAL after the database recovered", "err", err)
+		}
 	}
 	return err
+}
+
+// checkpoint copies every page of the WAL into the database and truncates
+// the WAL to zero bytes (PRAGMA wal_checkpoint(TRUNCATE)), on the writer's
+// connection between batches. Readers in the way make it wait for them
+// (the busy timeout) or give up partly, which it reports.
+func (d *DB) checkpoint(ctx context.Context) error {
+	return d.doBare(ctx, func(ctx context.Context, tx *wtx) error {
+		var busy, logPages, done int
+		if err := tx.QueryRowContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`).Scan(&busy, &logPages, &done); err != nil {
+			return err
+		}
+		if busy != 0 {
+			return fmt.Errorf("WAL checkpoint blocked by readers: %d of %d pages copied", done, logPages)
+		}
+		return nil
+	})
+}
+
+// probeInterval is how often a failing database is probed by itself.
+const probeInterval = time.Second
+
+// probeUntilHealthy runs Ready's probe every probeInterval while writes
+// are failing, so that the database recovers (and checkpoints its WAL)
+// once space is freed even if nothing polls /ready.
+func (d *DB) probeUntilHealthy() {
+	t := time.NewTicker(probeInterval)
+	defer t.Stop()
+	for d.failing.Load() {
+		select {
+		case <-d.quit:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), probeInterval)
+		_ = d.Ready(ctx)
+		cancel()
+	}
 }
 
 // Failing reports whether writes are failing: set by a commit that failed

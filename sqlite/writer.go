@@ -23,6 +23,9 @@ type writeOp struct {
 	// lazy: fn opens its savepoint itself (tx.savepoint) before it writes
 	// a second statement; until then a failed statement undoes itself.
 	lazy bool
+	// bare: fn runs alone on the writer's connection, outside any
+	// transaction (a WAL checkpoint cannot run inside one).
+	bare bool
 }
 
 // wtx is the batch's transaction as an op sees it: the writer's own
@@ -61,6 +64,12 @@ func (d *DB) doLazy(ctx context.Context, fn func(ctx context.Context, tx *wtx) e
 	return d.submit(&writeOp{ctx: ctx, fn: fn, done: make(chan error, 1), lazy: true})
 }
 
+// doBare runs fn on the writer's connection between batches, outside any
+// transaction.
+func (d *DB) doBare(ctx context.Context, fn func(ctx context.Context, tx *wtx) error) error {
+	return d.submit(&writeOp{ctx: ctx, fn: fn, done: make(chan error, 1), bare: true})
+}
+
 func (d *DB) submit(op *writeOp) error {
 	select {
 	case d.ops <- op:
@@ -84,23 +93,36 @@ func (d *DB) writer() {
 	defer close(d.stopped)
 	batch := make([]*writeOp, 0, maxBatch)
 	for {
+		var bare *writeOp // runs after the batch gathered before it
 		select {
 		case <-d.quit:
 			return
 		case op := <-d.ops:
 			batch = append(batch[:0], op)
 		}
+		if batch[0].bare {
+			bare, batch = batch[0], batch[:0]
+		}
 	gather:
-		for len(batch) < maxBatch {
+		for bare == nil && len(batch) < maxBatch {
 			select {
 			case op := <-d.ops:
+				if op.bare {
+					bare = op
+					break gather
+				}
 				batch = append(batch, op)
 			default:
 				break gather
 			}
 		}
-		d.commit(batch)
-		clear(batch)
+		if len(batch) > 0 {
+			d.commit(batch)
+			clear(batch)
+		}
+		if bare != nil {
+			bare.done <- mapErr(bare.fn(context.WithoutCancel(bare.ctx), &wtx{Conn: d.conn, d: d, alone: true}))
+		}
 	}
 }
 
@@ -116,6 +138,7 @@ func (d *DB) commit(batch []*writeOp) {
 		if errors.Is(err, keys.ErrUnavailable) {
 			if !d.failing.Swap(true) {
 				d.log.Error("database writes failing", "err", err)
+				go d.probeUntilHealthy()
 			}
 		}
 		for i := range results {

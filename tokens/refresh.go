@@ -52,6 +52,16 @@ func (s *Service) RefreshAs(ctx context.Context, rt RefreshToken, clientID, addr
 }
 
 func (s *Service) refresh(ctx context.Context, rt RefreshToken, addr, clientID string) (Pair, error) {
+	p, err := s.rotate(ctx, rt, addr, clientID)
+	if errors.Is(err, ErrInvalidRefreshToken) && !errors.Is(err, ErrReused) {
+		// A reuse is audited where it is decided; every other refusal is
+		// counted per address and minute, like a failed login.
+		s.auth.RecordRefreshFailure(ctx, addr)
+	}
+	return p, err
+}
+
+func (s *Service) rotate(ctx context.Context, rt RefreshToken, addr, clientID string) (Pair, error) {
 	t := rt.t
 	if t.familyID == nil {
 		return Pair{}, ErrInvalidRefreshToken // the zero RefreshToken

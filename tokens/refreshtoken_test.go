@@ -360,9 +360,10 @@ func testRejectsTampered(t *testing.T, e *env, p principal, pair tokens.Pair, li
 	for i := range a {
 		cases[fmt.Sprintf("payload byte %d changed", i)] = tamper(t, live, i)
 		// One token's start with another family's end, such as its MAC.
-		// Family ids may share a prefix (a timestamp): a splice that gives
-		// back the other token whole is no forgery.
-		if splice := append(append([]byte{}, a[:i]...), b[i:]...); !bytes.Equal(splice, b) {
+		// Family ids may share a prefix (a timestamp), and two MACs may end
+		// in the same bytes: a splice that gives back either token whole
+		// is no forgery.
+		if splice := append(append([]byte{}, a[:i]...), b[i:]...); !bytes.Equal(splice, b) && !bytes.Equal(splice, a) {
 			cases[fmt.Sprintf("spliced at byte %d", i)] = keys.Encode(keys.RefreshTokenPrefix, splice).Reveal()
 		}
 	}

@@ -49,6 +49,7 @@ type Store interface {
 type Authenticator interface {
 	Authenticate(ctx context.Context, apiKey string) (keys.Principal, error)
 	RecordLogin(ctx context.Context, p keys.Principal, hint, addr string, ok bool)
+	RecordRefreshFailure(ctx context.Context, addr string)
 	ActivePrincipal(ctx context.Context, p keys.Principal) (keys.Principal, error)
 }
 

@@ -1,0 +1,154 @@
+package keys_test
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"keygate/keys"
+	"keygate/memstore"
+)
+
+// recorderOver is a keys.Service whose login audit goes through a
+// Recorder over a memstore, both on the given clock.
+func recorderOver(t *testing.T, clock *manualClock) (*keys.Service, *keys.Recorder, *memstore.Store) {
+	t.Helper()
+	st := memstore.New()
+	rec := keys.NewRecorder(st, time.Second, clock.Now, slog.New(slog.DiscardHandler))
+	return keys.NewService(st, rec, clock.Now, slog.New(slog.DiscardHandler)), rec, st
+}
+
+func auditTrail(t *testing.T, svc *keys.Service) []keys.AuditEvent {
+	t.Helper()
+	evs, err := svc.ListAudit(t.Context(), time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return evs
+}
+
+// TestFailuresAreCountedPerAddressAndMinute: failed logins and refreshes
+// become one audit event per address bucket, action and minute, with the
+// attempts counted and the first few hints named, written once the minute
+// is over; successes stay one event each.
+func TestFailuresAreCountedPerAddressAndMinute(t *testing.T) {
+	clock := &manualClock{t: time.Date(2026, 12, 1, 10, 0, 5, 0, time.UTC)}
+	svc, rec, _ := recorderOver(t, clock)
+	ctx := t.Context()
+	p := keys.Principal{Kind: keys.KindPartner, ID: "par_1", PartnerID: "par_1", KeyID: "key_1"}
+
+	for i := range 40 {
+		svc.RecordLogin(ctx, keys.Principal{}, fmt.Sprintf("pk_%04d", i%8), "198.51.100.7", false)
+	}
+	svc.RecordLogin(ctx, keys.Principal{}, keys.HintMalformed, "2001:db8:1:2::1", false)
+	svc.RecordLogin(ctx, keys.Principal{}, keys.HintMalformed, "2001:db8:1:2:ffff::9", false) // the same /64
+	svc.RecordRefreshFailure(ctx, "198.51.100.7")
+	svc.RecordRefreshFailure(ctx, "198.51.100.7")
+	svc.RecordLogin(ctx, p, "pk_good", "198.51.100.7", true)
+	svc.RecordLogin(ctx, p, "pk_good", "198.51.100.7", true)
+
+	rec.Flush(ctx) // at shutdown: everything, the current minute included
+	evs := auditTrail(t, svc)
+	byAddr := map[string][]keys.AuditEvent{}
+	for _, e := range evs {
+		byAddr[e.Addr+" "+e.Action+" "+e.Outcome] = append(byAddr[e.Addr+" "+e.Action+" "+e.Outcome], e)
+	}
+	if got := len(byAddr["198.51.100.7 login failure"]); got != 1 {
+		t.Fatalf("failed logins from one address = %d events, want 1: %+v", got, evs)
+	}
+	e := byAddr["198.51.100.7 login failure"][0]
+	if want := "attempts=40 hints=pk_0000,pk_0001,pk_0002,pk_0003,pk_0004"; e.Detail != want || e.Target != "pk_0000" {
+		t.Errorf("failure event = target %q detail %q, want target pk_0000 detail %q", e.Target, e.Detail, want)
+	}
+	if got := byAddr["2001:db8:1:2::/64 login failure"]; len(got) != 1 || got[0].Detail != "attempts=2 hints=malformed" {
+		t.Errorf("failed logins from one /64 = %+v, want one event of 2 attempts", got)
+	}
+	if got := byAddr["198.51.100.7 refresh failure"]; len(got) != 1 || got[0].Detail != "attempts=2" || got[0].TargetType != "refresh_token" {
+		t.Errorf("failed refreshes = %+v, want one event of 2 attempts", got)
+	}
+	if got := len(byAddr["198.51.100.7 login success"]); got != 2 {
+		t.Errorf("successful logins = %d events, want one each (2)", got)
+	}
+	for _, e := range evs {
+		if strings.Contains(e.Detail, "pk_good") && e.Outcome == keys.OutcomeFailure {
+			t.Errorf("a success counted as a failure: %+v", e)
+		}
+	}
+}
+
+// TestFailuresWaitForTheirMinute: the running flush writes a minute's
+// failure counts only once the minute is over, so that an address adds one
+// event per minute however long it keeps failing.
+func TestFailuresWaitForTheirMinute(t *testing.T) {
+	clock := &manualClock{t: time.Date(2026, 12, 1, 10, 0, 5, 0, time.UTC)}
+	svc, rec, _ := recorderOver(t, clock)
+	ctx := t.Context()
+	flush := func() {
+		t.Helper()
+		keys.FlushDue(rec, ctx) // what Run does every interval
+	}
+	for minute := range 3 {
+		for range 10 {
+			svc.RecordLogin(ctx, keys.Principal{}, "pk_abcd", "203.0.113.9", false)
+			clock.Advance(5 * time.Second)
+			flush()
+		}
+		if got := len(auditTrail(t, svc)); got != minute {
+			t.Fatalf("minute %d: %d events written, want %d (one per finished minute)", minute, got, minute)
+		}
+		clock.Advance(10 * time.Second) // into the next minute
+	}
+	flush()
+	evs := auditTrail(t, svc)
+	if len(evs) != 3 {
+		t.Fatalf("%d events after three minutes, want 3: %+v", len(evs), evs)
+	}
+	for _, e := range evs {
+		if e.Detail != "attempts=10 hints=pk_abcd" {
+			t.Errorf("event %+v, want 10 attempts", e)
+		}
+	}
+}
+
+// TestFailureSprayIsBounded: failed logins sprayed from 250,000 addresses
+// in one minute, the attack the aggregation answers, add at most one event
+// per address and minute, and the recorder never holds more than its bound
+// of counts: past it, the minute's failures share one "other" bucket.
+func TestFailureSprayIsBounded(t *testing.T) {
+	clock := &manualClock{t: time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)}
+	svc, rec, _ := recorderOver(t, clock)
+	ctx := t.Context()
+	const addrs = 250_000
+	for i := range addrs {
+		addr := fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255)
+		svc.RecordLogin(ctx, keys.Principal{}, keys.HintMalformed, addr, false)
+		if i%4 == 0 {
+			svc.RecordLogin(ctx, keys.Principal{}, keys.HintMalformed, addr, false) // some try twice
+		}
+	}
+	if got := keys.FailureBuckets(rec); got > keys.MaxFailureBuckets+1 {
+		t.Fatalf("recorder holds %d failure counts, want at most %d", got, keys.MaxFailureBuckets+1)
+	}
+	clock.Advance(time.Minute)
+	keys.FlushDue(rec, ctx)
+	evs := auditTrail(t, svc)
+	if len(evs) > addrs || len(evs) != keys.MaxFailureBuckets+1 {
+		t.Errorf("%d audit events for %d addresses, want %d (the bound, plus one overflow bucket)", len(evs), addrs, keys.MaxFailureBuckets+1)
+	}
+	total := 0
+	for _, e := range evs {
+		var n int
+		if _, err := fmt.Sscanf(e.Detail, "attempts=%d", &n); err != nil {
+			t.Fatalf("event detail %q: %v", e.Detail, err)
+		}
+		total += n
+	}
+	if want := addrs + addrs/4; total != want {
+		t.Errorf("attempts counted = %d, want %d: none lost to the bound", total, want)
+	}
+	if got := keys.FailureBuckets(rec); got != 0 {
+		t.Errorf("recorder still holds %d counts after writing them", got)
+	}
+}
