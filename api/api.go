@@ -93,6 +93,8 @@ const (
 	CodeServiceUnavailable = "service_unavailable"
 )
 
+const UnauthorizedMessage = "invalid, expired or revoked credentials" // the message of every 401, keygate's and package verify's
+
 // LoginRequest is the body of POST /api/v1/auth/login. Members are pointers
 // so that the server can tell a missing member from an empty one.
 type LoginRequest struct {

@@ -522,11 +522,6 @@ func flipUnusedBit(tb testing.TB, seg string) string {
 	return seg[:len(seg)-1] + string(alphabet[i^1])
 }
 
-// padded adds the '=' padding that base64url in JWTs must not carry.
-func padded(seg string) string {
-	return seg + strings.Repeat("=", (4-len(seg)%4)%4)
-}
-
 // parseJWKS decodes a JWK Set into its members, as any verifier would.
 func parseJWKS(tb testing.TB, data []byte) []map[string]any {
 	tb.Helper()

@@ -189,11 +189,7 @@ func (a *attacker) forge(t *testing.T, header, claims map[string]any) string {
 
 func (a *attacker) verifier(t *testing.T, clk *clock) *verify.Verifier {
 	t.Helper()
-	v, err := verify.New(t.Context(), verify.Config{JWKSURL: a.srv.URL, Now: clk.Now, Logger: discard})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
+	return startVerifier(t, verify.Config{JWKSURL: a.srv.URL, Now: clk.Now, Logger: discard}, verify.Timing{})
 }
 
 // TestVerifyChecksEveryClaim re-signs real keygate tokens, changed one
@@ -244,9 +240,7 @@ func TestVerifyRejectsNonCanonicalEncoding(t *testing.T) {
 func TestVerifyRejectsNonJWTs(t *testing.T) {
 	k := startKeygate(t, tokens.ES256, &clock{now: t0})
 	v := newVerifier(t, k, nil)
-	tok := k.sign(t, k.partner)
-	cases := accesstokentest.NonJWTs(t, tok)
-	cases["API key"] = k.apiKey
+	cases := accesstokentest.NonJWTs(t, k.issued(t))
 	for name, in := range cases {
 		t.Run(name, func(t *testing.T) { mustReject(t, v, in) })
 	}
@@ -254,5 +248,42 @@ func TestVerifyRejectsNonJWTs(t *testing.T) {
 	// an unknown kid may.
 	if n := k.fetches.Load(); n != 1 {
 		t.Errorf("%d JWK Set fetches, want 1", n)
+	}
+}
+
+// TestMiddlewareRefusesAttacks runs the HTTP-level attack table keygate's
+// own endpoints answer with their 401 against the middleware, reading
+// R-Auth and reading Authorization: every request gets the same 401, and
+// the genuine token passes.
+func TestMiddlewareRefusesAttacks(t *testing.T) {
+	for _, alg := range asymmetric {
+		t.Run(alg, func(t *testing.T) {
+			clk := &clock{now: t0}
+			k := startKeygate(t, alg, clk)
+			issued := k.issued(t)
+			issued.Foreign = startKeygate(t, alg, clk).sign(t, k.partner)
+			cases := accesstokentest.Requests(t, issued)
+			for _, header := range []string{"R-Auth", "Authorization"} {
+				v := startVerifier(t, verify.Config{JWKSURL: k.jwksURL(), Header: header, Now: clk.Now, Logger: discard}, verify.Timing{})
+				h := v.Middleware(whoami)
+				genuine := http.Header{"R-Auth": {issued.AccessToken}}
+				if header == "Authorization" {
+					genuine = http.Header{"Authorization": {"Bearer " + issued.AccessToken}}
+				}
+				if rec := serve(h, genuine); rec.Code != http.StatusOK {
+					t.Fatalf("%s: the genuine token: %d %s", header, rec.Code, rec.Body)
+				}
+				var first string
+				for name, req := range cases {
+					rec := serve(h, req)
+					checkUnauthorized(t, header+": "+name, rec)
+					if first == "" {
+						first = rec.Body.String()
+					} else if rec.Body.String() != first {
+						t.Errorf("%s: %s: body %s differs from %s", header, name, rec.Body, first)
+					}
+				}
+			}
+		})
 	}
 }

@@ -42,14 +42,14 @@ func exampleKeygate() (url, token string) {
 // verified claims from the request's context.
 func ExampleVerifier_Middleware() {
 	keygateURL, token := exampleKeygate()
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop() // stops refreshing the keys
+	ctx := context.Background()
 
 	v, err := verify.New(ctx, verify.Config{JWKSURL: keygateURL + "/.well-known/jwks.json"})
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
+	defer func() { _ = v.Close() }() // stops refreshing the keys
 	mux := http.NewServeMux()
 	mux.Handle("GET /whoami", v.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		claims, _ := verify.FromContext(r.Context())
@@ -65,20 +65,20 @@ func ExampleVerifier_Middleware() {
 	}
 	// Output:
 	// 200 hello, partner
-	// 401 {"error":"unauthorized","message":"missing, invalid or expired access token"}
+	// 401 {"error":"unauthorized","message":"invalid, expired or revoked credentials"}
 }
 
 // A token can be verified without the middleware, from wherever it came.
 func ExampleVerifier_Verify() {
 	keygateURL, token := exampleKeygate()
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
+	ctx := context.Background()
 
 	v, err := verify.New(ctx, verify.Config{JWKSURL: keygateURL + "/.well-known/jwks.json"})
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
+	defer func() { _ = v.Close() }()
 	claims, err := v.Verify(ctx, token)
 	fmt.Println(claims.Kind, claims.Subject == claims.PartnerID, err)
 	_, err = v.Verify(ctx, token[:len(token)-1])

@@ -9,9 +9,10 @@ import (
 // Timing shortens the intervals of the key cache for tests; zero fields
 // keep the defaults.
 type Timing struct {
-	FetchTimeout time.Duration
-	MinRefresh   time.Duration
-	RetryMax     time.Duration
+	FetchTimeout    time.Duration
+	MinRefresh      time.Duration
+	RetryMax        time.Duration
+	UnknownKIDEvery time.Duration
 }
 
 // NewWithTiming is New with shorter intervals.
@@ -22,6 +23,9 @@ func NewWithTiming(ctx context.Context, cfg Config, t Timing) (*Verifier, error)
 	}
 	if t.MinRefresh > 0 {
 		tm.minRefresh = t.MinRefresh
+	}
+	if t.UnknownKIDEvery > 0 {
+		tm.unknownKIDEvery = t.UnknownKIDEvery
 	}
 	if t.RetryMax > 0 {
 		tm.retryMin, tm.retryMax = min(tm.retryMin, t.RetryMax), t.RetryMax

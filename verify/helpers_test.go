@@ -16,6 +16,7 @@ import (
 	"keygate/memstore"
 	"keygate/tokens"
 	"keygate/verify"
+	"keygate/verify/accesstoken/accesstokentest"
 )
 
 // t0 is where test clocks start: whole seconds, as tokens carry them.
@@ -166,6 +167,19 @@ func (k *keygate) sign(tb testing.TB, p keys.Principal) string {
 	return k.signAt(tb, p, k.now())
 }
 
+// issued is what k issued to its partner at a login: the material of the
+// attack tables.
+func (k *keygate) issued(tb testing.TB) accesstokentest.Issued {
+	tb.Helper()
+	pair, err := k.gw.Tokens.Login(context.Background(), k.apiKey, "192.0.2.1")
+	if err != nil {
+		tb.Fatalf("Login: %v", err)
+	}
+	return accesstokentest.Issued{
+		AccessToken: pair.JWT.Reveal(), RefreshToken: pair.RefreshToken.Reveal(), APIKey: k.apiKey, JWKS: k.gw.Keyring.JWKS(),
+	}
+}
+
 func (k *keygate) signAt(tb testing.TB, p keys.Principal, at time.Time) string {
 	tb.Helper()
 	tok, _, err := k.gw.JWT.Sign(p, at)
@@ -190,11 +204,9 @@ func (k *keygate) rotate(tb testing.TB) tokens.SigningKeyInfo {
 }
 
 // newVerifier makes a Verifier of k's tokens on k's clock, logging to log
-// (discarded if nil), until the test ends.
+// (discarded if nil), closed when the test ends.
 func newVerifier(tb testing.TB, k *keygate, log *slog.Logger, timing ...verify.Timing) *verify.Verifier {
 	tb.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	tb.Cleanup(cancel)
 	if log == nil {
 		log = discard
 	}
@@ -206,10 +218,23 @@ func newVerifier(tb testing.TB, k *keygate, log *slog.Logger, timing ...verify.T
 	if len(timing) > 0 {
 		tm = timing[0]
 	}
-	v, err := verify.NewWithTiming(ctx, cfg, tm)
+	return startVerifier(tb, cfg, tm)
+}
+
+// startVerifier is verify.New with shorter intervals, closed when the test
+// ends. Unless tm says otherwise, unknown kids fetch at most every 100 ms,
+// not 10 s: a token naming a kid the verifier does not hold, within that
+// time of the last one's fetch, waits for the next.
+func startVerifier(tb testing.TB, cfg verify.Config, tm verify.Timing) *verify.Verifier {
+	tb.Helper()
+	if tm.UnknownKIDEvery == 0 {
+		tm.UnknownKIDEvery = 100 * time.Millisecond
+	}
+	v, err := verify.NewWithTiming(context.Background(), cfg, tm)
 	if err != nil {
 		tb.Fatalf("verify.New: %v", err)
 	}
+	tb.Cleanup(func() { _ = v.Close() })
 	return v
 }
 

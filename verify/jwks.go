@@ -32,7 +32,7 @@ type timing struct {
 	minRefresh      time.Duration // the bounds max-age is kept within
 	maxRefresh      time.Duration
 	defaultRefresh  time.Duration // without a usable max-age
-	unknownKIDEvery time.Duration // the least time between refetches for unknown kids
+	unknownKIDEvery time.Duration // the least time between fetches for unknown kids
 	retryMin        time.Duration // after a failed refresh, doubling up to retryMax
 	retryMax        time.Duration
 }
@@ -50,22 +50,30 @@ var defaultTiming = timing{
 // maxJWKSBytes bounds the JWK Set read; keygate's holds a few keys.
 const maxJWKSBytes = 1 << 20
 
+// errClosed is why a Verifier that was closed fetches no more keys.
+var errClosed = errors.New("the verifier is closed")
+
 // keySource holds the last good key set. Reads are one atomic load; fetches
 // are single-flight: a verification that needs a fetch under way waits for
-// it rather than starting another.
+// it rather than starting another. Its intervals run on the machine's
+// monotonic clock, not Config.Now, which only judges tokens.
 type keySource struct {
-	ctx    context.Context // the Verifier's life: fetches and refreshes end with it
+	life   context.Context // ends with Close: fetches and refreshes end with it
+	stop   context.CancelFunc
+	wg     sync.WaitGroup // the refresh loop, fetches, the deferred fetch
 	url    string
 	client *http.Client
 	log    *slog.Logger
-	now    func() time.Time
 	t      timing
 
 	keys atomic.Pointer[map[string]accesstoken.Key]
 
 	mu          sync.Mutex
 	fetching    *fetch    // the fetch under way, nil if none
+	deferred    *fetch    // the unknown-kid fetch waiting for the limit to allow it, nil if none
 	lastUnknown time.Time // when an unknown kid last started a fetch
+	lastErr     error     // how the last fetch that ended failed; nil if it succeeded
+	closed      bool
 }
 
 // fetch is one fetch of the JWK Set; done closes when it has ended.
@@ -75,24 +83,45 @@ type fetch struct {
 	maxAge time.Duration // how long the result is fresh
 }
 
-func newKeySource(ctx context.Context, url string, client *http.Client, log *slog.Logger, now func() time.Time, t timing) *keySource {
-	s := &keySource{ctx: ctx, url: url, client: client, log: log, now: now, t: t}
+func newKeySource(base context.Context, url string, client *http.Client, log *slog.Logger, t timing) *keySource {
+	// The cache lives until Close, not until the context New was given
+	// ends: a start-up context with a timeout must not stop the refreshes.
+	life, stop := context.WithCancel(context.WithoutCancel(base))
+	s := &keySource{life: life, stop: stop, url: url, client: client, log: log, t: t}
 	s.keys.Store(&map[string]accesstoken.Key{})
 	return s
 }
 
-// start fetches the keys once and refreshes them in the background until
-// the Verifier's context ends.
-func (s *keySource) start() {
-	f := s.refresh(s.ctx)
-	go s.run(s.ctx, f)
+// start fetches the keys once, waiting for that fetch while ctx allows,
+// and refreshes them in the background until close.
+func (s *keySource) start(ctx context.Context) {
+	s.mu.Lock()
+	f := s.startLocked()
+	s.mu.Unlock()
+	s.wg.Go(func() { s.run(f) })
+	_ = s.wait(ctx, f) // a failure is logged; the refresh loop retries it
+}
+
+// close stops the refreshes and waits for every fetch to end. The keys
+// held stay in use.
+func (s *keySource) close() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.stop()
+	s.wg.Wait()
 }
 
 // run refreshes the key set when it goes stale, and after a failed fetch
 // retries with backoff while the last good set stays in use.
-func (s *keySource) run(ctx context.Context, f *fetch) {
+func (s *keySource) run(f *fetch) {
 	retry := s.t.retryMin
 	for {
+		select {
+		case <-f.done:
+		case <-s.life.Done():
+			return
+		}
 		next := f.maxAge
 		if f.err != nil {
 			next, retry = retry, min(2*retry, s.t.retryMax)
@@ -101,37 +130,53 @@ func (s *keySource) run(ctx context.Context, f *fetch) {
 		}
 		timer := time.NewTimer(next)
 		select {
-		case <-ctx.Done():
+		case <-s.life.Done():
 			timer.Stop()
 			return
 		case <-timer.C:
 		}
-		f = s.refresh(ctx)
+		s.mu.Lock()
+		f = s.startLocked()
+		s.mu.Unlock()
 	}
 }
 
-// key returns the key kid names. A kid not in the set starts a refetch
-// (or joins one under way), unless an unknown kid started one less than
-// unknownKIDEvery ago: then it fails at once, so random kids cannot make
-// the verifier hammer keygate.
+// key returns the key kid names. A kid not in the set starts a fetch, or
+// joins the one under way. Within unknownKIDEvery of the last fetch an
+// unknown kid started, it starts none: it waits for the one fetch
+// scheduled for when the limit allows (so that tokens naming random kids
+// cannot make the verifier hammer keygate, nor keep it from learning a
+// genuinely new key), unless the last fetch failed: then keygate is
+// unreachable and it fails at once.
 func (s *keySource) key(ctx context.Context, kid string) (accesstoken.Key, error) {
 	if k, ok := (*s.keys.Load())[kid]; ok {
 		return k, nil
 	}
 	s.mu.Lock()
-	if s.fetching == nil {
-		now := s.now()
-		if !s.lastUnknown.IsZero() && now.Sub(s.lastUnknown) < s.t.unknownKIDEvery {
-			s.mu.Unlock()
-			return accesstoken.Key{}, errors.New("unknown kid (the JWK Set was refetched for an unknown kid moments ago)")
-		}
-		s.lastUnknown = now
+	if s.closed {
+		s.mu.Unlock()
+		return accesstoken.Key{}, fmt.Errorf("unknown kid: %w", errClosed)
 	}
-	f := s.startLocked()
+	var f *fetch
+	now := time.Now()
+	switch {
+	case s.fetching != nil:
+		f = s.fetching
+	case s.lastUnknown.IsZero() || now.Sub(s.lastUnknown) >= s.t.unknownKIDEvery:
+		s.lastUnknown = now
+		f = s.startLocked()
+	default:
+		f = s.deferLocked(now)
+		if err := s.lastErr; err != nil {
+			s.mu.Unlock()
+			return accesstoken.Key{}, fmt.Errorf("unknown kid; the JWK Set could not be fetched moments ago, next try in %v: %w",
+				s.lastUnknown.Add(s.t.unknownKIDEvery).Sub(now).Round(time.Millisecond), err)
+		}
+	}
 	s.mu.Unlock()
 
 	if err := s.wait(ctx, f); err != nil {
-		return accesstoken.Key{}, fmt.Errorf("unknown kid; refetching the JWK Set: %w", err)
+		return accesstoken.Key{}, fmt.Errorf("unknown kid; fetching the JWK Set: %w", err)
 	}
 	if k, ok := (*s.keys.Load())[kid]; ok {
 		return k, nil
@@ -139,15 +184,38 @@ func (s *keySource) key(ctx context.Context, kid string) (accesstoken.Key, error
 	return accesstoken.Key{}, errors.New("unknown kid")
 }
 
-// refresh fetches the key set, or waits for the fetch under way.
-func (s *keySource) refresh(ctx context.Context) *fetch {
-	s.mu.Lock()
-	f := s.startLocked()
-	s.mu.Unlock()
-	if err := s.wait(ctx, f); err != nil {
-		return &fetch{err: err}
+// deferLocked returns the fetch that starts once unknownKIDEvery has
+// passed since the last unknown kid's, scheduling it if it is not yet;
+// s.mu is held.
+func (s *keySource) deferLocked(now time.Time) *fetch {
+	if s.deferred != nil {
+		return s.deferred
 	}
-	return f
+	d := &fetch{done: make(chan struct{})}
+	s.deferred = d
+	wait := s.lastUnknown.Add(s.t.unknownKIDEvery).Sub(now)
+	s.wg.Go(func() {
+		defer close(d.done)
+		timer := time.NewTimer(wait)
+		defer timer.Stop()
+		select {
+		case <-s.life.Done():
+			s.mu.Lock()
+			s.deferred = nil
+			s.mu.Unlock()
+			d.err = errClosed
+			return
+		case <-timer.C:
+		}
+		s.mu.Lock()
+		s.deferred = nil
+		s.lastUnknown = time.Now()
+		f := s.startLocked()
+		s.mu.Unlock()
+		<-f.done
+		d.err, d.maxAge = f.err, f.maxAge
+	})
+	return d
 }
 
 // startLocked starts a fetch unless one is under way; s.mu is held.
@@ -157,19 +225,19 @@ func (s *keySource) startLocked() *fetch {
 	}
 	f := &fetch{done: make(chan struct{})}
 	s.fetching = f
-	go func() {
+	s.wg.Go(func() {
 		keys, maxAge, err := s.fetch()
 		if err != nil {
-			s.log.WarnContext(s.ctx, "verify: fetching keygate's JWK Set failed; keeping the last good one", "url", s.url, "err", err)
+			s.log.WarnContext(s.life, "verify: fetching keygate's JWK Set failed; keeping the last good one", "url", s.url, "err", err)
 		} else {
 			s.keys.Store(&keys)
 		}
 		f.err, f.maxAge = err, maxAge
 		s.mu.Lock()
-		s.fetching = nil
+		s.fetching, s.lastErr = nil, err
 		s.mu.Unlock()
 		close(f.done)
-	}()
+	})
 	return f
 }
 
@@ -184,7 +252,7 @@ func (s *keySource) wait(ctx context.Context, f *fetch) error {
 
 // fetch reads the JWK Set and how long it stays fresh.
 func (s *keySource) fetch() (map[string]accesstoken.Key, time.Duration, error) {
-	ctx, cancel := context.WithTimeout(s.ctx, s.t.fetchTimeout)
+	ctx, cancel := context.WithTimeout(s.life, s.t.fetchTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url, nil)
 	if err != nil {
@@ -218,19 +286,19 @@ func (s *keySource) parse(set jwkset.JWKSMarshal) map[string]accesstoken.Key {
 	for _, m := range set.Keys {
 		jwk, err := jwkset.NewJWKFromMarshal(m, jwkset.JWKMarshalOptions{}, jwkset.JWKValidateOptions{})
 		if err != nil {
-			s.log.WarnContext(s.ctx, "verify: skipping a malformed key of the JWK Set", "kid", m.KID, "err", err)
+			s.log.WarnContext(s.life, "verify: skipping a malformed key of the JWK Set", "kid", m.KID, "err", err)
 			continue
 		}
 		alg, ok := algorithmOf(jwk.Key())
 		switch {
 		case m.KID == "" || !ok || m.ALG != "" && string(m.ALG) != alg || m.USE != "" && m.USE != jwkset.UseSig:
-			s.log.WarnContext(s.ctx, "verify: skipping a key of the JWK Set it cannot use", "kid", m.KID, "kty", m.KTY, "alg", m.ALG)
+			s.log.WarnContext(s.life, "verify: skipping a key of the JWK Set it cannot use", "kid", m.KID, "kty", m.KTY, "alg", m.ALG)
 			continue
 		case repeated[m.KID]:
 			continue
 		}
 		if _, dup := keys[m.KID]; dup {
-			s.log.WarnContext(s.ctx, "verify: skipping keys whose kid repeats in the JWK Set", "kid", m.KID)
+			s.log.WarnContext(s.life, "verify: skipping keys whose kid repeats in the JWK Set", "kid", m.KID)
 			delete(keys, m.KID)
 			repeated[m.KID] = true
 			continue

@@ -5,14 +5,15 @@ package verify
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 
 	"keygate/api"
 )
 
 // unauthorizedMessage is the one message of every refused token, whatever
-// the reason.
-const unauthorizedMessage = "missing, invalid or expired access token"
+// the reason: keygate's own.
+const unauthorizedMessage = api.UnauthorizedMessage
 
 type claimsKey struct{}
 
@@ -50,7 +51,14 @@ func FromContext(ctx context.Context) (*Claims, bool) {
 // api.KindPartner ("partner") or api.KindCompany ("company"); others get a
 // 403 in keygate's error shape. Use it inside Middleware: a request it has
 // not verified gets the 401.
+//
+// It panics if kind is neither, as regexp.MustCompile does on a bad
+// pattern: a misspelt kind would otherwise refuse every caller, found only
+// in production.
 func RequireKind(kind string) func(http.Handler) http.Handler {
+	if kind != api.KindPartner && kind != api.KindCompany {
+		panic(fmt.Sprintf("verify.RequireKind(%q): the kind is %q or %q", kind, api.KindPartner, api.KindCompany))
+	}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			c, ok := FromContext(r.Context())

@@ -128,7 +128,7 @@ func checkUnauthorized(t *testing.T, name string, rec *httptest.ResponseRecorder
 	var body api.Error
 	dec := json.NewDecoder(rec.Body)
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&body); err != nil || body.Error != api.CodeUnauthorized || body.Message == "" {
+	if err := dec.Decode(&body); err != nil || body.Error != api.CodeUnauthorized || body.Message != api.UnauthorizedMessage {
 		t.Errorf("%s: body %+v (%v)", name, body, err)
 	}
 	for h, want := range map[string]string{
@@ -146,10 +146,7 @@ func checkUnauthorized(t *testing.T, name string, rec *httptest.ResponseRecorder
 func TestMiddlewareAuthorizationHeader(t *testing.T) {
 	clk := &clock{now: t0}
 	k := startKeygate(t, tokens.ES256, clk)
-	v, err := verify.New(t.Context(), verify.Config{JWKSURL: k.jwksURL(), Header: "authorization", Now: clk.Now, Logger: discard})
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := startVerifier(t, verify.Config{JWKSURL: k.jwksURL(), Header: "authorization", Now: clk.Now, Logger: discard}, verify.Timing{})
 	h := v.Middleware(whoami)
 	tok := k.sign(t, k.partner)
 	for _, scheme := range []string{"Bearer", "bearer", "BEARER"} {
@@ -196,6 +193,21 @@ func TestRequireKind(t *testing.T) {
 	checkUnauthorized(t, "RequireKind without Middleware", serve(verify.RequireKind(api.KindPartner)(whoami), partner))
 }
 
+// TestRequireKindPanicsOnUnknownKind: a misspelt kind fails when the
+// routes are built, not by refusing every caller.
+func TestRequireKindPanicsOnUnknownKind(t *testing.T) {
+	for _, kind := range []string{"", "partners", "Partner", "operator"} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("RequireKind(%q) did not panic", kind)
+				}
+			}()
+			verify.RequireKind(kind)
+		}()
+	}
+}
+
 func TestNewRefusesBadConfig(t *testing.T) {
 	for _, cfg := range []verify.Config{
 		{},
@@ -204,7 +216,8 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		{JWKSURL: "http:///jwks.json"},
 		{JWKSURL: "http://keygate.example/.well-known/jwks.json", Leeway: -time.Second},
 	} {
-		if _, err := verify.New(t.Context(), cfg); err == nil {
+		if v, err := verify.New(t.Context(), cfg); err == nil {
+			_ = v.Close()
 			t.Errorf("New(%+v) succeeded", cfg)
 		}
 	}

@@ -75,6 +75,7 @@ func TestGinMiddleware(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = v.Close() })
 	r := gin.New()
 	r.Use(ginverify.Middleware(v))
 	ran := false

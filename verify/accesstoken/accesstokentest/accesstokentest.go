@@ -19,6 +19,7 @@ import (
 	"encoding/pem"
 	"maps"
 	"math/big"
+	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -215,6 +216,13 @@ func ForeignKeys(tb testing.TB, tok string) map[string]string {
 	tb.Helper()
 	header := Header(tb, tok)
 	alg, _ := header["alg"].(string)
+	return map[string]string{"attacker's key under the real kid": signForeign(tb, alg, header, Claims(tb, tok))}
+}
+
+// signForeign signs header and claims with a new key of alg, one no
+// verifier holds.
+func signForeign(tb testing.TB, alg string, header, claims map[string]any) string {
+	tb.Helper()
 	var key any
 	var err error
 	switch alg {
@@ -232,13 +240,15 @@ func ForeignKeys(tb testing.TB, tok string) map[string]string {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	forged := jwt.NewWithClaims(jwt.GetSigningMethod(alg), jwt.MapClaims(Claims(tb, tok)))
+	forged := jwt.NewWithClaims(jwt.GetSigningMethod(alg), jwt.MapClaims(claims))
+	forged.Header = map[string]any{}
 	maps.Copy(forged.Header, header)
+	forged.Header["alg"] = alg
 	signed, err := forged.SignedString(key)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return map[string]string{"attacker's key under the real kid": signed}
+	return signed
 }
 
 // AlgorithmConfusion signs HS256 tokens with every encoding of the public
@@ -246,19 +256,7 @@ func ForeignKeys(tb testing.TB, tok string) map[string]string {
 // that publishes the key of tok, an asymmetric token.
 func AlgorithmConfusion(tb testing.TB, tok string, jwks []byte) map[string]string {
 	tb.Helper()
-	var set struct {
-		Keys []map[string]any `json:"keys"`
-	}
-	if err := json.Unmarshal(jwks, &set); err != nil || len(set.Keys) == 0 {
-		tb.Fatalf("JWKS %s: %v", jwks, err)
-	}
-	kid := Header(tb, tok)["kid"]
-	jwk := set.Keys[0]
-	for _, k := range set.Keys {
-		if k["kid"] == kid {
-			jwk = k
-		}
-	}
+	jwk := jwkOf(tb, tok, jwks)
 	pub := PublicKey(tb, jwk)
 	der, err := x509.MarshalPKIXPublicKey(pub)
 	if err != nil {
@@ -294,6 +292,25 @@ func AlgorithmConfusion(tb testing.TB, tok string, jwks []byte) map[string]strin
 		cases[name] = ForgeHS256(tb, header, Claims(tb, tok), secret)
 	}
 	return cases
+}
+
+// jwkOf is the member of the JWK Set jwks that publishes tok's key.
+func jwkOf(tb testing.TB, tok string, jwks []byte) map[string]any {
+	tb.Helper()
+	var set struct {
+		Keys []map[string]any `json:"keys"`
+	}
+	if err := json.Unmarshal(jwks, &set); err != nil || len(set.Keys) == 0 {
+		tb.Fatalf("JWKS %s: %v", jwks, err)
+	}
+	kid := Header(tb, tok)["kid"]
+	for _, k := range set.Keys {
+		if k["kid"] == kid {
+			return k
+		}
+	}
+	tb.Fatalf("the JWK Set has no key of kid %v", kid)
+	return nil
 }
 
 // PublicKey builds a verification key from a JWK the way an independent
@@ -490,13 +507,24 @@ func b64std(tb testing.TB, m map[string]any) string {
 	return ""
 }
 
+// Issued is what one keygate issued to one partner: the material the
+// tables below build their cases from.
+type Issued struct {
+	AccessToken  string // an access token (of ES256, EdDSA or RS256 for Requests)
+	RefreshToken string // the refresh token issued with it
+	APIKey       string // the API key that logged in
+	JWKS         []byte // the keygate's JWK Set (Requests only)
+	Foreign      string // an access token another keygate issued (Requests only; optional)
+}
+
 // NonJWTs are strings that are not access tokens at all, many built from
-// tok, a real one.
-func NonJWTs(tb testing.TB, tok string) map[string]string {
+// the access token issued; the refresh token and the API key too, if set.
+func NonJWTs(tb testing.TB, issued Issued) map[string]string {
 	tb.Helper()
+	tok := issued.AccessToken
 	h, c, s := Split(tb, tok)
 	huge := strings.Repeat("A", 1<<20)
-	return map[string]string{
+	cases := map[string]string{
 		"empty":                      "",
 		"one dot":                    ".",
 		"two dots":                   "..",
@@ -511,7 +539,113 @@ func NonJWTs(tb testing.TB, tok string) map[string]string {
 		"header only":                h,
 		"four segments":              tok + ".e30",
 		"five segments (JWE shaped)": h + "." + c + "." + s + "." + s + "." + s,
+		"padded token":               Padded(tok), // a 64- or 256-byte signature leaves room for "=="
 	}
+	if issued.RefreshToken != "" {
+		cases["refresh token"] = issued.RefreshToken
+	}
+	if issued.APIKey != "" {
+		cases["API key"] = issued.APIKey
+	}
+	return cases
+}
+
+// Requests are the headers of requests every endpoint that needs an access
+// token must answer with its one 401, whichever header it reads the token
+// from (R-Auth, or Authorization with the Bearer scheme): no token, a
+// malformed one, the wrong credential, tampered and forged tokens. The
+// refresh token, API key and JWK Set of issued are required.
+func Requests(tb testing.TB, issued Issued) map[string]http.Header {
+	tb.Helper()
+	tok := issued.AccessToken
+	h, c, s := Split(tb, tok)
+	header, claims := Header(tb, tok), Claims(tb, tok)
+	alg, _ := header["alg"].(string)
+	kid := header["kid"]
+	if issued.RefreshToken == "" || issued.APIKey == "" || issued.JWKS == nil {
+		tb.Fatal("Requests needs the refresh token, the API key and the JWK Set")
+	}
+
+	withClaim := func(name string, v any) string {
+		m := Claims(tb, tok)
+		m[name] = v
+		return h + "." + Encode(tb, m) + "." + s
+	}
+	withHeader := func(m map[string]any) string { return Encode(tb, m) + "." + c + "." + s }
+	unsigned := func(alg string) string {
+		return Encode(tb, map[string]any{"alg": alg, "typ": "at+jwt", "kid": kid}) + "." + c + "."
+	}
+	foreign := func(hdr map[string]any) string { return signForeign(tb, alg, hdr, Claims(tb, tok)) }
+	sig, err := b64.Strict().DecodeString(s)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	sig[0] ^= 0xff
+	exp, err := claims["exp"].(json.Number).Int64()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(PublicKey(tb, jwkOf(tb, tok, issued.JWKS)))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	publicPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+	hs256 := map[string]any{"alg": "HS256", "kid": kid, "typ": "at+jwt"}
+
+	cases := map[string]http.Header{
+		"missing":                 {},
+		"empty R-Auth":            {"R-Auth": {""}},
+		"blank R-Auth":            {"R-Auth": {"   "}},
+		"two R-Auth headers":      {"R-Auth": {tok, tok}},
+		"Bearer without token":    {"Authorization": {"Bearer"}},
+		"Bearer and space":        {"Authorization": {"Bearer "}},
+		"Bearer and blanks":       {"Authorization": {"Bearer    "}},
+		"Basic scheme":            {"Authorization": {"Basic " + tok}},
+		"token without scheme":    {"Authorization": {tok}},
+		"two Authorization":       {"Authorization": {"Bearer " + tok, "Bearer " + tok}},
+		"Bearer Bearer":           {"Authorization": {"Bearer Bearer " + tok}},
+		"malformed":               {"R-Auth": {"not a token"}},
+		"three empty parts":       {"R-Auth": {".."}},
+		"garbage parts":           {"R-Auth": {"a.b.c"}},
+		"API key":                 {"R-Auth": {issued.APIKey}},
+		"refresh token":           {"R-Auth": {issued.RefreshToken}},
+		"signature stripped":      {"R-Auth": {h + "." + c + "."}},
+		"signature altered":       {"R-Auth": {h + "." + c + "." + b64.EncodeToString(sig)}},
+		"sub tampered":            {"R-Auth": {withClaim("sub", "par_someoneelse")}},
+		"exp tampered":            {"R-Auth": {withClaim("exp", exp+86400)}},
+		"kind tampered":           {"R-Auth": {withClaim("kind", "company")}},
+		"aud tampered":            {"R-Auth": {withClaim("aud", []string{"other"})}},
+		"alg none":                {"R-Auth": {unsigned("none")}},
+		"alg None":                {"R-Auth": {unsigned("None")}},
+		"alg NONE":                {"R-Auth": {unsigned("NONE")}},
+		"alg missing":             {"R-Auth": {withHeader(map[string]any{"typ": "at+jwt", "kid": kid})}},
+		"alg empty":               {"R-Auth": {withHeader(map[string]any{"alg": "", "typ": "at+jwt", "kid": kid})}},
+		"typ missing":             {"R-Auth": {withHeader(map[string]any{"alg": alg, "kid": kid})}},
+		"non-canonical base64":    {"R-Auth": {h + "." + c + "." + FlipUnusedBit(tb, s)}},
+		"padded token":            {"R-Auth": {Padded(tok)}},
+		"HS256 with PEM key":      {"R-Auth": {ForgeHS256(tb, hs256, Claims(tb, tok), publicPEM)}},
+		"HS256 with JWKS as key":  {"R-Auth": {ForgeHS256(tb, hs256, Claims(tb, tok), issued.JWKS)}},
+		"foreign key, same kid":   {"R-Auth": {foreign(map[string]any{"kid": kid, "typ": "at+jwt"})}},
+		"foreign key, no kid":     {"R-Auth": {foreign(map[string]any{"typ": "at+jwt"})}},
+		"path-like kid":           {"R-Auth": {foreign(map[string]any{"kid": "../../etc/passwd", "typ": "at+jwt"})}},
+		"jku header":              {"R-Auth": {foreign(map[string]any{"kid": kid, "typ": "at+jwt", "jku": "https://evil.example/jwks"})}},
+		"megabyte of dots":        {"R-Auth": {strings.Repeat(".", 1<<20)}},
+		"megabyte token":          {"R-Auth": {h + "." + strings.Repeat("A", 1<<20) + "." + s}},
+		"R-Auth with Bearer word": {"R-Auth": {"Bearer " + tok}},
+	}
+	if issued.Foreign != "" {
+		cases["other gateway's token"] = http.Header{"R-Auth": {issued.Foreign}}
+	}
+	// The same tokens as Bearer tokens, for verifiers reading
+	// Authorization.
+	bearer := map[string]http.Header{}
+	for name, hdr := range cases {
+		if v := hdr.Values("R-Auth"); len(v) == 1 && strings.TrimSpace(v[0]) != "" && !strings.HasPrefix(v[0], "Bearer ") {
+			bearer[name+" as Bearer"] = http.Header{"Authorization": {"Bearer " + v[0]}}
+		}
+	}
+	maps.Copy(cases, bearer)
+	return cases
 }
 
 // TimeCase signs a token at SignAt and verifies it at VerifyAt, both after
