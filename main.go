@@ -82,7 +82,11 @@ func (a *app) versionCommand() *cobra.Command {
 // partner create may create a database: any other command pointed at a
 // mistyped path says so instead of writing a new one.
 func (a *app) openStore(ctx context.Context, create bool) (store.Store, error) {
-	st, err := store.Open(ctx, a.cfg.Database, store.Options{Create: create, Log: a.log})
+	return a.openStoreWith(ctx, store.Options{Create: create, Log: a.log})
+}
+
+func (a *app) openStoreWith(ctx context.Context, opts store.Options) (store.Store, error) {
+	st, err := store.Open(ctx, a.cfg.Database, opts)
 	if err != nil {
 		return nil, fmt.Errorf("opening database: %w", err)
 	}
@@ -141,7 +145,9 @@ func (a *app) serve(ctx context.Context) error {
 	lw := gateway.NewLogWriter(a.stderr)
 	defer lw.Close()
 	a.log = gateway.NewLogger(a.cfg.Log, lw)
-	st, err := a.openStore(ctx, true)
+	// The metrics exist before the store, so that they see its commits.
+	m := gateway.NewMetrics(a.cfg)
+	st, err := a.openStoreWith(ctx, store.Options{Create: true, Log: a.log, OnCommit: m.CommitObserver()})
 	if err != nil {
 		return err
 	}
@@ -150,7 +156,7 @@ func (a *app) serve(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	gw, err := gateway.New(ctx, a.cfg, st, master, gateway.Options{Log: a.log, Now: time.Now})
+	gw, err := gateway.New(ctx, a.cfg, st, master, gateway.Options{Log: a.log, Now: time.Now, Metrics: m})
 	if err != nil {
 		return err
 	}

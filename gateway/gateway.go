@@ -28,6 +28,22 @@ type Options struct {
 	Now func() time.Time // time.Now if nil; tests pass a manual clock
 	// WrapJWKS, if set, wraps the keyring's JWKS source (tests make it fail).
 	WrapJWKS func(func() []byte) func() []byte
+	// Metrics are the instruments to record into: those of NewMetrics,
+	// whose CommitObserver the store was opened with, so that its commits
+	// are recorded too. If nil and admin.addr is set, New makes its own,
+	// which see no commit.
+	Metrics *metrics.Metrics
+}
+
+// NewMetrics makes the metrics cfg calls for: nil without an admin
+// listener, where nothing could read them. Make them before opening the
+// store, give their CommitObserver to store.Options.OnCommit and them to
+// Options.Metrics.
+func NewMetrics(cfg Config) *metrics.Metrics {
+	if cfg.Admin.Addr == "" {
+		return nil
+	}
+	return metrics.New()
 }
 
 // Gateway is keygate wired: its services over one store, and the HTTP
@@ -80,14 +96,15 @@ func New(ctx context.Context, cfg Config, st store.Store, master tokens.MasterKe
 		jwks = opts.WrapJWKS(jwks)
 	}
 	// Metrics exist where they can be read: on the admin listener.
-	var m *metrics.Metrics
-	if cfg.Admin.Addr != "" {
-		src := metrics.Sources{SigningKeys: ring.States}
-		if f, ok := st.(interface{ Failing() bool }); ok {
-			src.StoreFailing = f.Failing
-		}
-		m = metrics.New(src)
+	m := opts.Metrics
+	if m == nil {
+		m = NewMetrics(cfg)
 	}
+	src := metrics.Sources{SigningKeys: ring.States}
+	if f, ok := st.(interface{ Failing() bool }); ok {
+		src.StoreFailing = f.Failing
+	}
+	m.Watch(src)
 	if delay := t.SigningKeyActivationDelay; delay < server.JWKSMaxAge && t.Algorithm != tokens.HS256 {
 		opts.Log.Warn("tokens.signing_key_activation_delay is shorter than the JWKS max-age: after a rotation, verifiers caching the JWKS meet tokens signed by a key they have not seen",
 			"signing_key_activation_delay", delay.String(), "jwks_max_age", server.JWKSMaxAge.String())
@@ -140,6 +157,7 @@ func (g *Gateway) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Go(func() { g.Keyring.Run(ctx, g.cfg.Tokens.KeyReloadInterval) })
 	wg.Go(func() { g.Recorder.Run(ctx) })
+	wg.Go(func() { g.Keys.WatchChanges(ctx) })
 	wg.Go(func() { g.housekeep(ctx) })
 	wg.Wait()
 }

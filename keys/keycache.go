@@ -18,57 +18,149 @@ type ResolvedKey struct {
 }
 
 // keyCheckInterval bounds how long a change made by another process (the
-// CLI, another replica) can go unseen by this one: while logins or token
-// checks use the cache, it asks the store for its key epoch at most this
-// often, and forgets everything when the epoch has moved.
+// CLI, another replica) can go unseen by this one's token checks: while
+// they use the cache, it asks the store for its key epoch at most this
+// often, and forgets everything when the epoch has moved. Logins wait for
+// an epoch read of their own instead (see byKeyDigest).
 const keyCheckInterval = 10 * time.Millisecond
+
+// keyTTL is how long a cached key is used before it is read again, however
+// quiet the epoch: the safety net for what the epoch cannot show. The epoch
+// is a counter; a database restored from a backup, or a standby promoted
+// before it had replayed the last revocations, can come back with a number
+// this process has already seen, and a change made behind keygate's back
+// (SQL by hand) moves nothing. A key in use is then read once per keyTTL
+// per process (a fraction of a read per second, against the hundreds of
+// requests it may serve), and nothing stale outlives keyTTL.
+const keyTTL = 5 * time.Second
+
+// epochCheckTimeout bounds an epoch read that no single request owns (one
+// started for requests that queued behind another).
+const epochCheckTimeout = 5 * time.Second
 
 // maxCachedKeys bounds the cache; with more keys in use than that, a new
 // entry pushes out an arbitrary old one, so most lookups still hit.
 const maxCachedKeys = 250_000
 
-// keyCache is an exact cache of resolved keys, by digest for logins and by
-// key id for access-token checks, so that neither touches the store on a
-// hit. It is exact, not a guess with a lifetime: changes made through this
-// process forget everything before the call that made them returns, and
-// changes made by other processes are found by comparing the store's key
-// epoch (which every revocation and every disabling moves, in its own
-// transaction) at most keyCheckInterval apart.
+// keyCache is a cache of resolved keys, by digest for logins and by key id
+// for access-token checks, so that neither reads a key from the store on a
+// hit. It is exact, not a guess with a lifetime:
+//
+//   - changes made through this process forget everything before the call
+//     that made them returns;
+//   - changes made by other processes move the store's key epoch (every
+//     revocation and every disabling, in its own transaction). A login
+//     uses the cache only after an epoch read that started after the login
+//     did, shared by all logins that arrived while the previous read was in
+//     flight, so a change committed anywhere before a login began is seen
+//     by it; a token check compares the epoch at most keyCheckInterval
+//     apart;
+//   - a store that can announce changes (ChangeFeed, PostgreSQL's
+//     LISTEN/NOTIFY) makes the cache forget everything as each one commits
+//     and whenever an announcement may have been missed: sooner, never
+//     instead;
+//   - keyTTL bounds what the epoch cannot show.
 type keyCache struct {
 	store Store
 	now   func() time.Time
 	max   int // maxCachedKeys; tests lower it
 
 	mu       sync.RWMutex
-	byDigest map[Digest]*ResolvedKey
-	byID     map[string]*ResolvedKey
+	byDigest map[Digest]*cachedKey
+	byID     map[string]*cachedKey
 	// gen moves with every invalidation: a miss keeps what it read only if
 	// no invalidation happened while it was reading.
 	gen uint64
 
-	checkMu   sync.Mutex   // one epoch check at a time
-	checkedAt atomic.Int64 // UnixNano of the last check's start; 0: never
+	checkMu sync.Mutex  // guards running and queued
+	running *epochCheck // the epoch read in flight, if any
+	queued  *epochCheck // the one to start when it ends, joined by whoever arrives meanwhile
+
+	checkedAt atomic.Int64 // UnixNano of the last good check's start; 0: never
 	epoch     int64        // the store's key epoch then (under mu)
 	haveEpoch bool
 }
 
+// cachedKey is a resolved key and when its read started (UnixNano).
+type cachedKey struct {
+	ResolvedKey
+	at int64
+}
+
+// epochCheck is one read of the store's key epoch, which any number of
+// lookups wait for.
+type epochCheck struct {
+	done    chan struct{} // closed when err is set
+	err     error
+	waiters int // lookups that joined it while queued (under checkMu)
+}
+
 func newKeyCache(store Store, now func() time.Time) *keyCache {
-	return &keyCache{store: store, now: now, max: maxCachedKeys, byDigest: map[Digest]*ResolvedKey{}, byID: map[string]*ResolvedKey{}}
+	return &keyCache{store: store, now: now, max: maxCachedKeys, byDigest: map[Digest]*cachedKey{}, byID: map[string]*cachedKey{}}
 }
 
 // fresh makes sure no other process has changed keys since the cache was
-// last checked, at most keyCheckInterval ago.
-func (c *keyCache) fresh(ctx context.Context) error {
-	if c.recent(c.now()) {
+// last checked, at most keyCheckInterval before now.
+func (c *keyCache) fresh(ctx context.Context, now time.Time) error {
+	if c.recent(now) {
 		return nil
 	}
+	return c.checked(ctx)
+}
+
+// checked returns once an epoch read that started after this call has
+// updated the cache: the one queued behind the read in flight, or a new
+// one if none is in flight. Concurrent callers share reads, so the store
+// sees about one read per round trip however many lookups wait.
+func (c *keyCache) checked(ctx context.Context) error {
 	c.checkMu.Lock()
-	defer c.checkMu.Unlock()
-	start := c.now()
-	if c.recent(start) {
-		return nil // another caller checked while this one waited
+	if c.running == nil {
+		f := &epochCheck{done: make(chan struct{})}
+		c.running = f
+		c.checkMu.Unlock()
+		c.run(ctx, f) // on this goroutine: the common, uncontended case
+		return f.err
 	}
+	if c.queued == nil {
+		c.queued = &epochCheck{done: make(chan struct{})}
+	}
+	f := c.queued
+	f.waiters++
+	c.checkMu.Unlock()
+	select {
+	case <-f.done:
+		return f.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// run reads the epoch for f, then starts the read queued behind it, if any.
+func (c *keyCache) run(ctx context.Context, f *epochCheck) {
+	f.err = c.readEpoch(ctx)
+	close(f.done)
+	c.checkMu.Lock()
+	next := c.queued
+	c.running, c.queued = next, nil
+	c.checkMu.Unlock()
+	if next != nil {
+		go func() {
+			// No one request owns it: its waiters may give up, it still ends.
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), epochCheckTimeout)
+			defer cancel()
+			c.run(ctx, next)
+		}()
+	}
+}
+
+// readEpoch reads the store's key epoch and forgets everything if it moved,
+// or could not be read for any reason but the caller's giving up.
+func (c *keyCache) readEpoch(ctx context.Context) error {
+	start := c.now()
 	epoch, err := c.store.KeyEpoch(ctx)
+	if err != nil && ctx.Err() != nil {
+		return err
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err != nil {
@@ -90,25 +182,34 @@ func (c *keyCache) recent(now time.Time) bool {
 	return at != 0 && now.UnixNano()-at < int64(keyCheckInterval)
 }
 
+// live reports whether a cached entry read at at (UnixNano) may still be
+// used at now.
+func live(e *cachedKey, ok bool, now int64) bool {
+	return ok && now-e.at < int64(keyTTL)
+}
+
 // byKeyDigest returns the resolved key with that digest, reading it from
-// the store on a miss. Unknown digests are not remembered: a key created
-// later must log in at once.
+// the store on a miss. It answers only after an epoch read that started
+// after it was called (checked), so that a key revoked anywhere before a
+// login began is refused by it. Unknown digests are not remembered: a key
+// created later must log in at once.
 func (c *keyCache) byKeyDigest(ctx context.Context, d Digest) (ResolvedKey, error) {
-	if err := c.fresh(ctx); err != nil {
+	if err := c.checked(ctx); err != nil {
 		return ResolvedKey{}, err
 	}
+	now := c.now().UnixNano()
 	c.mu.RLock()
 	e, ok := c.byDigest[d]
 	gen := c.gen
 	c.mu.RUnlock()
-	if ok {
-		return *e, nil
+	if live(e, ok, now) {
+		return e.ResolvedKey, nil
 	}
 	r, err := c.store.ResolveKey(ctx, d)
 	if err != nil {
 		return ResolvedKey{}, err
 	}
-	c.put(r, gen)
+	c.put(r, gen, now)
 	return r, nil
 }
 
@@ -122,41 +223,47 @@ func (c *keyCache) cachedActive(d Digest) bool {
 	return ok && e.Active
 }
 
-// byKeyID is byKeyDigest by key id.
+// byKeyID is byKeyDigest by key id, for token checks: it compares the
+// epoch at most keyCheckInterval apart instead of on every call.
 func (c *keyCache) byKeyID(ctx context.Context, id string) (ResolvedKey, error) {
-	if err := c.fresh(ctx); err != nil {
+	t := c.now()
+	if err := c.fresh(ctx, t); err != nil {
 		return ResolvedKey{}, err
 	}
+	now := t.UnixNano()
 	c.mu.RLock()
 	e, ok := c.byID[id]
 	gen := c.gen
 	c.mu.RUnlock()
-	if ok {
-		return *e, nil
+	if live(e, ok, now) {
+		return e.ResolvedKey, nil
 	}
 	r, err := c.store.ResolveKeyID(ctx, id)
 	if err != nil {
 		return ResolvedKey{}, err
 	}
-	c.put(r, gen)
+	c.put(r, gen, now)
 	return r, nil
 }
 
-// put remembers r, unless an invalidation happened since gen was read.
-func (c *keyCache) put(r ResolvedKey, gen uint64) {
+// put remembers r, read from a time at (UnixNano), unless an invalidation
+// happened since gen was read.
+func (c *keyCache) put(r ResolvedKey, gen uint64, at int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if gen != c.gen {
 		return
 	}
-	if _, ok := c.byID[r.Principal.KeyID]; !ok && len(c.byID) >= c.max {
+	if old, ok := c.byID[r.Principal.KeyID]; ok {
+		delete(c.byDigest, old.Digest)
+	} else if len(c.byID) >= c.max {
 		for id, old := range c.byID { // Go starts each range at a random place
 			delete(c.byID, id)
 			delete(c.byDigest, old.Digest)
 			break
 		}
 	}
-	e := &r
+	e := &cachedKey{ResolvedKey: r, at: at}
 	c.byID[r.Principal.KeyID] = e
 	c.byDigest[r.Digest] = e
 }
@@ -172,7 +279,27 @@ func (c *keyCache) invalidate() {
 func (c *keyCache) clear() {
 	c.gen++
 	if len(c.byID) > 0 {
-		c.byDigest = map[Digest]*ResolvedKey{}
-		c.byID = map[string]*ResolvedKey{}
+		c.byDigest = map[Digest]*cachedKey{}
+		c.byID = map[string]*cachedKey{}
+	}
+}
+
+// ChangeFeed is a store that can announce, as they commit, the changes
+// that make cached keys wrong: a key revoked, a partner or company
+// disabled, through any handle on the store (another process's included).
+// The cache stays exact without one; with one it forgets sooner.
+type ChangeFeed interface {
+	// WatchKeyChanges calls changed after each such change commits, and
+	// each time it may have missed one (whenever it starts listening, and
+	// again after every reconnection), until ctx ends; then it returns.
+	WatchKeyChanges(ctx context.Context, changed func())
+}
+
+// WatchChanges makes the key cache forget everything on each change the
+// store announces, until ctx ends, if the store is a ChangeFeed; otherwise
+// it returns at once. keygate serve runs it among its background jobs.
+func (s *Service) WatchChanges(ctx context.Context) {
+	if f, ok := s.store.(ChangeFeed); ok {
+		f.WatchKeyChanges(ctx, s.cache.invalidate)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,6 +21,8 @@ type countingStore struct {
 	*memstore.Store
 	resolves, epochs atomic.Int64
 	hold             chan chan struct{} // when set, ResolveKey waits to be released
+	holdEpoch        chan chan struct{} // when set, KeyEpoch waits to be released
+	fixedEpoch       bool               // KeyEpoch is always 0, as if restored
 }
 
 func (s *countingStore) ResolveKey(ctx context.Context, d keys.Digest) (keys.ResolvedKey, error) {
@@ -40,6 +43,14 @@ func (s *countingStore) ResolveKeyID(ctx context.Context, id string) (keys.Resol
 
 func (s *countingStore) KeyEpoch(ctx context.Context) (int64, error) {
 	s.epochs.Add(1)
+	if s.holdEpoch != nil {
+		release := make(chan struct{})
+		s.holdEpoch <- release
+		<-release
+	}
+	if s.fixedEpoch {
+		return 0, nil
+	}
 	return s.Store.KeyEpoch(ctx)
 }
 
@@ -82,8 +93,9 @@ func TestAuthenticateServesHitsFromTheCache(t *testing.T) {
 	if n := st.resolves.Load(); n != 1 {
 		t.Errorf("100 logins with one key read the store %d times, want 1", n)
 	}
-	if n := st.epochs.Load(); n != 1 {
-		t.Errorf("100 logins within %s checked the key epoch %d times, want 1", keys.KeyCheckInterval, n)
+	// Each login, one after the other, waits for an epoch read of its own.
+	if n := st.epochs.Load(); n != 100 {
+		t.Errorf("100 logins one after the other read the key epoch %d times, want 100", n)
 	}
 	// The token check by key id reads nothing more: the login filled it.
 	if got, err := svc.ActivePrincipal(ctx, keys.PrincipalOf(k.ID, keys.PartnerOwner(p.ID), "")); err != nil || got.Name != "Acme" {
@@ -91,6 +103,9 @@ func TestAuthenticateServesHitsFromTheCache(t *testing.T) {
 	}
 	if n := st.resolves.Load(); n != 1 {
 		t.Errorf("ActivePrincipal after a login read the store (%d reads)", n)
+	}
+	if n := st.epochs.Load(); n != 100 {
+		t.Errorf("ActivePrincipal within %s of a login's epoch read read it again", keys.KeyCheckInterval)
 	}
 	// Unknown keys are not remembered: each one is a read.
 	for range 3 {
@@ -144,26 +159,165 @@ func TestCacheSeesChangesAtOnce(t *testing.T) {
 		t.Fatalf("the partner's other key: %v", err)
 	}
 
-	// Through another process: within keyCheckInterval, and not before the
-	// cache was last checked (the bound the docs state).
+	// Through another process: a login at once, with no time passing; a
+	// token check within keyCheckInterval of the cache's last check (the
+	// bounds the docs state).
+	if _, err := server.ActivePrincipal(ctx, keys.PrincipalOf(co.ID, co.Owner, "")); err != nil {
+		t.Fatalf("token check before the change: %v", err)
+	}
 	if err := cli.DisableCompany(ctx, keys.Operator, p.ID, co.Owner.CompanyID()); err != nil {
 		t.Fatal(err)
 	}
-	clk.Advance(keys.KeyCheckInterval)
 	if err := login(co); !errors.Is(err, keys.ErrInvalidKey) {
-		t.Fatalf("login with a company key another process disabled, %s later: %v", keys.KeyCheckInterval, err)
+		t.Fatalf("login with a company key another process disabled a moment ago: %v", err)
 	}
 	_, err = server.ActivePrincipal(ctx, keys.PrincipalOf(co.ID, co.Owner, ""))
 	if !errors.Is(err, keys.ErrInactive) {
 		t.Fatalf("token check of a disabled company: %v", err)
 	}
+	if _, err := server.ActivePrincipal(ctx, keys.PrincipalOf(k2.ID, k2.Owner, "")); err != nil {
+		t.Fatalf("token check of the partner's key: %v", err)
+	}
 	if err := cli.DisablePartner(ctx, keys.Operator, p.ID); err != nil {
 		t.Fatal(err)
 	}
 	clk.Advance(keys.KeyCheckInterval)
+	if _, err := server.ActivePrincipal(ctx, keys.PrincipalOf(k2.ID, k2.Owner, "")); !errors.Is(err, keys.ErrInactive) {
+		t.Fatalf("token check of a partner another process disabled, %s later: %v", keys.KeyCheckInterval, err)
+	}
 	if err := login(k2); !errors.Is(err, keys.ErrInvalidKey) {
 		t.Fatalf("login of a partner another process disabled: %v", err)
 	}
+}
+
+// TestConcurrentLoginsShareEpochReads: logins that arrive while an epoch
+// read is in flight wait for the next one, all of them together: two reads
+// for any number of logins.
+func TestConcurrentLoginsShareEpochReads(t *testing.T) {
+	ctx := t.Context()
+	st := &countingStore{Store: memstore.New()}
+	clk := &manualClock{t: time.Date(2026, 6, 26, 8, 0, 0, 0, time.UTC)}
+	svc := newService(st, clk)
+	_, k, err := svc.CreatePartner(ctx, keys.Operator, "Acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Authenticate(ctx, k.APIKey.Reveal()); err != nil { // fills the cache
+		t.Fatal(err)
+	}
+	st.epochs.Store(0)
+	st.holdEpoch = make(chan chan struct{})
+	const queued = 20
+	errs := make(chan error, queued+1)
+	login := func() {
+		_, err := svc.Authenticate(ctx, k.APIKey.Reveal())
+		errs <- err
+	}
+	go login()
+	release := <-st.holdEpoch // the first login's read is in flight
+	for range queued {
+		go login()
+	}
+	for keys.QueuedEpochWaiters(svc) < queued {
+		runtime.Gosched()
+	}
+	close(release)
+	close((<-st.holdEpoch)) // the queued read, for all twenty
+	st.holdEpoch = nil
+	for range queued + 1 {
+		if err := <-errs; err != nil {
+			t.Fatalf("login: %v", err)
+		}
+	}
+	if n := st.epochs.Load(); n != 2 {
+		t.Errorf("%d concurrent logins read the epoch %d times, want 2", queued+1, n)
+	}
+}
+
+// TestCacheEntriesExpire: with an epoch that does not move (as after a
+// restore that brought back a number already seen), a change is still
+// seen once the entry is KeyTTL old, by logins and token checks alike.
+func TestCacheEntriesExpire(t *testing.T) {
+	ctx := t.Context()
+	st := &countingStore{Store: memstore.New(), fixedEpoch: true}
+	clk := &manualClock{t: time.Date(2026, 6, 26, 8, 0, 0, 0, time.UTC)}
+	server, cli := newService(st, clk), newService(st, clk)
+	p, k, err := cli.CreatePartner(ctx, keys.Operator, "Acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims := keys.PrincipalOf(k.ID, keys.PartnerOwner(p.ID), "")
+	if _, err := server.Authenticate(ctx, k.APIKey.Reveal()); err != nil {
+		t.Fatal(err)
+	}
+	if err := cli.RevokeKey(ctx, keys.Operator, keys.PartnerOwner(p.ID), k.ID); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(keys.KeyTTL - time.Millisecond)
+	if _, err := server.Authenticate(ctx, k.APIKey.Reveal()); err != nil {
+		t.Fatalf("login before KeyTTL, the epoch unmoved: %v (want the stale hit this test relies on)", err)
+	}
+	if _, err := server.ActivePrincipal(ctx, claims); err != nil {
+		t.Fatalf("token check before KeyTTL: %v", err)
+	}
+	clk.Advance(time.Millisecond)
+	if _, err := server.Authenticate(ctx, k.APIKey.Reveal()); !errors.Is(err, keys.ErrInvalidKey) {
+		t.Errorf("login KeyTTL after the cache read the key: %v, want ErrInvalidKey", err)
+	}
+	if _, err := server.ActivePrincipal(ctx, claims); !errors.Is(err, keys.ErrInactive) {
+		t.Errorf("token check KeyTTL after: %v, want ErrInactive", err)
+	}
+}
+
+// feedStore is a real store whose epoch never moves and which announces
+// changes when the test says so: only the feed can tell the cache.
+type feedStore struct {
+	*countingStore
+	watching chan func() // the cache's callback, once WatchKeyChanges runs
+}
+
+func (s *feedStore) WatchKeyChanges(ctx context.Context, changed func()) {
+	s.watching <- changed
+	<-ctx.Done()
+}
+
+// TestChangeFeedDropsTheCache: each announcement makes the cache forget
+// everything, before any interval or lifetime has passed.
+func TestChangeFeedDropsTheCache(t *testing.T) {
+	ctx := t.Context()
+	st := &feedStore{countingStore: &countingStore{Store: memstore.New(), fixedEpoch: true}, watching: make(chan func())}
+	clk := &manualClock{t: time.Date(2026, 6, 26, 8, 0, 0, 0, time.UTC)}
+	server, cli := newService(st, clk), newService(st, clk)
+	watchCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { server.WatchChanges(watchCtx); close(done) }()
+	t.Cleanup(func() { stop(); <-done })
+	changed := <-st.watching
+
+	p, k, err := cli.CreatePartner(ctx, keys.Operator, "Acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims := keys.PrincipalOf(k.ID, keys.PartnerOwner(p.ID), "")
+	if _, err := server.ActivePrincipal(ctx, claims); err != nil {
+		t.Fatal(err)
+	}
+	if err := cli.RevokeKey(ctx, keys.Operator, keys.PartnerOwner(p.ID), k.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := server.ActivePrincipal(ctx, claims); err != nil {
+		t.Fatalf("token check before the announcement: %v (want the stale hit this test relies on)", err)
+	}
+	changed()
+	if _, err := server.ActivePrincipal(ctx, claims); !errors.Is(err, keys.ErrInactive) {
+		t.Errorf("token check after the announcement: %v, want ErrInactive", err)
+	}
+}
+
+// A store that is no ChangeFeed: WatchChanges returns at once.
+func TestWatchChangesWithoutAFeed(t *testing.T) {
+	svc := newService(memstore.New(), &manualClock{})
+	svc.WatchChanges(t.Context())
 }
 
 // TestCacheDropsAReadThatRacedAnInvalidation: a lookup that read the key

@@ -1,8 +1,10 @@
 // Package metrics owns keygate's Prometheus instruments: their names,
 // labels and help text, on one registry served by the admin listener. The
-// HTTP layer reports into it directly; the store and the keyring are read
-// through small functions the wiring hands it, so neither imports
-// Prometheus. A nil *Metrics is valid and records nothing (metrics off).
+// HTTP layer reports into it directly; the store reports its commits
+// through a plain function (CommitObserver) and the store and the keyring
+// are read through small functions the wiring hands Watch, so neither
+// imports Prometheus. A nil *Metrics is valid and records nothing
+// (metrics off).
 //
 // Every label value is drawn from a fixed set: never a key, token, id or
 // client address, so that no caller can grow the series without bound.
@@ -20,7 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// Sources are what the metrics read at scrape time.
+// Sources are what the metrics read at scrape time; Watch registers them.
 type Sources struct {
 	// SigningKeys counts the loaded signing keys by state.
 	SigningKeys func() (active, pending, retired int)
@@ -39,8 +41,13 @@ type Metrics struct {
 	batchSize      prometheus.Histogram
 }
 
-// New registers every instrument, the Go and process collectors included.
-func New(src Sources) *Metrics {
+// New registers every instrument, the Go and process collectors included,
+// and the series of every known label combination at zero: a counter that
+// first appears at 1 is invisible to increase() and rate(), so the first
+// reuse_detected after a restart would raise no alert. The store may
+// report into it before the rest of keygate exists (CommitObserver); the
+// gauges read at scrape time come later (Watch).
+func New() *Metrics {
 	reg := prometheus.NewRegistry()
 	m := &Metrics{
 		reg: reg,
@@ -79,6 +86,27 @@ func New(src Sources) *Metrics {
 		Help:        "Always 1; the labels say which keygate is running.",
 		ConstLabels: prometheus.Labels{"version": Version(), "goversion": runtime.Version()},
 	}, func() float64 { return 1 }))
+	for _, kind := range LoginKinds {
+		for _, outcome := range LoginOutcomes {
+			m.logins.WithLabelValues(kind, outcome)
+		}
+	}
+	for _, outcome := range RefreshOutcomes {
+		m.refreshes.WithLabelValues(outcome)
+	}
+	for _, limit := range Limits {
+		m.rateLimited.WithLabelValues(limit)
+	}
+	return m
+}
+
+// Watch registers the gauges read at scrape time. Call it once, when the
+// keyring and the store exist; a nil source is left out.
+func (m *Metrics) Watch(src Sources) {
+	if m == nil {
+		return
+	}
+	reg := m.reg
 	if src.SigningKeys != nil {
 		for i, state := range []string{"active", "pending", "retired"} {
 			reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -102,7 +130,6 @@ func New(src Sources) *Metrics {
 			return 0
 		}))
 	}
-	return m
 }
 
 // Version is keygate's version from the build information: the module
@@ -151,6 +178,12 @@ const (
 	KindUnknown = "unknown"
 )
 
+// The label values keygate_logins_total takes.
+var (
+	LoginKinds    = []string{KindPartner, KindCompany, KindUnknown}
+	LoginOutcomes = []string{OutcomeOK, OutcomeInvalidKey, OutcomeRateLimited, OutcomeError}
+)
+
 // Login counts a login attempt.
 func (m *Metrics) Login(kind, outcome string) {
 	if m == nil {
@@ -166,6 +199,9 @@ const (
 	OutcomeExpired       = "expired"
 	OutcomeInvalid       = "invalid"
 )
+
+// RefreshOutcomes are the label values keygate_refreshes_total takes.
+var RefreshOutcomes = []string{OutcomeOK, OutcomeGraceRetry, OutcomeReuseDetected, OutcomeExpired, OutcomeInvalid, OutcomeRateLimited, OutcomeError}
 
 // Refresh counts a refresh attempt.
 func (m *Metrics) Refresh(outcome string) {
@@ -183,6 +219,9 @@ const (
 	LimitAPI              = "api"
 )
 
+// Limits are the label values keygate_rate_limited_total takes.
+var Limits = []string{LimitLoginFailures, LimitLoginPerKey, LimitRefreshPerFamily, LimitAPI}
+
 // RateLimited counts a request refused by a limit.
 func (m *Metrics) RateLimited(limit string) {
 	if m == nil {
@@ -191,12 +230,18 @@ func (m *Metrics) RateLimited(limit string) {
 	m.rateLimited.WithLabelValues(limit).Inc()
 }
 
-// Commit records one group commit of the store; its signature is the
-// store's commit observer's.
-func (m *Metrics) Commit(writes int, took time.Duration, _ error) {
+// CommitObserver is what the store calls after each commit of its writes
+// (store.Options.OnCommit): nil, observing nothing, for nil metrics.
+func (m *Metrics) CommitObserver() func(writes int, took time.Duration, err error) {
 	if m == nil {
-		return
+		return nil
 	}
+	return m.commit
+}
+
+// commit records one commit of the store: SQLite's group commits, each
+// one transaction and one fsync for every write waiting.
+func (m *Metrics) commit(writes int, took time.Duration, _ error) {
 	m.commitDuration.Observe(took.Seconds())
 	m.batchSize.Observe(float64(writes))
 }

@@ -153,16 +153,30 @@ func writeFamily(ctx context.Context, tx pgx.Tx, f tokens.Family, exists bool, r
 	return nil
 }
 
+// usageBatchRetention is how long a usage_batches row is kept. A replica
+// needs its batch's row only until its next batch (a second later) or, when
+// a commit's answer was lost, until it can reach the database again; rows
+// are left behind only by replicas that stopped. A pending batch older
+// than this when the database comes back may have its events written
+// twice: an outage of more than an hour with the replica still running.
+const usageBatchRetention = time.Hour
+
 // DeleteFamilies implements tokens.FamilyStore. Several replicas may run
 // housekeeping at once: each deletes only rows no one else has locked
 // (SKIP LOCKED), so they neither wait for nor deadlock with each other, or
-// with a refresh holding a row.
+// with a refresh holding a row. Being housekeeping's call, it also deletes
+// usage_batches rows older than usageBatchRetention, the same way.
 func (d *DB) DeleteFamilies(ctx context.Context, before time.Time, limit int) (int, error) {
 	if limit <= 0 {
 		return 0, nil
 	}
 	var n int64
 	err := d.tx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `DELETE FROM usage_batches WHERE id IN (
+				SELECT id FROM usage_batches WHERE at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+			ms(d.now().Add(-usageBatchRetention)), limit); err != nil {
+			return err
+		}
 		tag, err := tx.Exec(ctx, `DELETE FROM refresh_families WHERE id IN (
 				SELECT id FROM refresh_families
 				WHERE (expires_at < $1 OR revoked_at < $1) AND COALESCE(first_expires_at, 0) < $1

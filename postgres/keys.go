@@ -311,8 +311,11 @@ func existsOr(ctx context.Context, tx pgx.Tx, q string, args ...any) error {
 }
 
 // bumpKeyEpoch moves the key epoch in a transaction that revokes a key or
-// disables a partner or company; see keys.Store.KeyEpoch.
+// disables a partner or company (see keys.Store.KeyEpoch), and notifies
+// the replicas' listeners (WatchKeyChanges) in the same transaction:
+// PostgreSQL delivers the notification when, and only if, it commits.
 func bumpKeyEpoch(ctx context.Context, tx pgx.Tx) error {
-	_, err := tx.Exec(ctx, `UPDATE key_epoch SET epoch = epoch + 1 WHERE id = 1`)
+	_, err := tx.Exec(ctx, `WITH e AS (UPDATE key_epoch SET epoch = epoch + 1 WHERE id = 1 RETURNING epoch)
+		SELECT pg_notify(`+channelExpr+`, epoch::text) FROM e`)
 	return err
 }

@@ -112,8 +112,11 @@ type DB struct {
 
 	usage usageState // RecordUsage's batches whose commit is unconfirmed
 
+	connConfig *pgx.ConnConfig // the pool's, for WatchKeyChanges' own connections
+
 	closeOnce sync.Once
 	closed    atomic.Bool
+	quit      chan struct{} // closed by Close: WatchKeyChanges ends
 
 	usageFault atomic.Int32 // set only by tests: see usage.go
 }
@@ -147,7 +150,7 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, scrub(fmt.Errorf("connecting to %s: %w", Redact(opts.URL), err), secrets)
 	}
-	d := &DB{pool: pool, log: opts.Logger, now: opts.Now, secrets: secrets}
+	d := &DB{pool: pool, log: opts.Logger, now: opts.Now, secrets: secrets, connConfig: cfg.ConnConfig, quit: make(chan struct{})}
 	if err := d.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, scrub(fmt.Errorf("%s: %w", Redact(opts.URL), err), secrets)
@@ -226,6 +229,7 @@ func (d *DB) checkDurability(ctx context.Context) error {
 func (d *DB) Close() error {
 	d.closeOnce.Do(func() {
 		d.closed.Store(true)
+		close(d.quit)
 		d.pool.Close()
 	})
 	return nil

@@ -106,6 +106,10 @@ type Options struct {
 	Create bool
 	Log    *slog.Logger
 	Now    func() time.Time
+	// OnCommit, if set, learns of every commit of the store's writes: how
+	// many writes it carried, how long it took, its error (the metrics).
+	// SQLite calls it per group commit; PostgreSQL does not call it yet.
+	OnCommit func(writes int, took time.Duration, err error)
 }
 
 // Open opens the store cfg names, applying pending migrations.
@@ -117,7 +121,7 @@ func Open(ctx context.Context, cfg Config, opts Options) (Store, error) {
 				return nil, fmt.Errorf("no database at %s: check database.path (keygate serve or partner create makes one)", cfg.Path)
 			}
 		}
-		return sqlite.Open(ctx, sqlite.Options{Path: cfg.Path, Synchronous: cfg.Synchronous, Logger: opts.Log, Now: opts.Now})
+		return sqlite.Open(ctx, sqlite.Options{Path: cfg.Path, Synchronous: cfg.Synchronous, Logger: opts.Log, Now: opts.Now, OnCommit: opts.OnCommit})
 	case "postgres":
 		// A PostgreSQL database exists before keygate does: Create has no
 		// part here, and migrations make an empty one keygate's.

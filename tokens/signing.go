@@ -287,12 +287,24 @@ func (k *Keyring) Run(ctx context.Context, interval time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := k.Load(ctx); err != nil && ctx.Err() == nil {
+			if err := k.reload(ctx, interval); err != nil && ctx.Err() == nil {
 				// Keep serving with the previous set; say so loudly.
 				k.log.ErrorContext(ctx, "reloading signing keys", "err", err)
 			}
 		}
 	}
+}
+
+// maxReloadTime bounds one reload in Run: a store that stopped answering
+// must not hold the keyring's lock (and a Rotate behind it) for ever.
+const maxReloadTime = 10 * time.Second
+
+// reload is Load within maxReloadTime, and within interval, so that one
+// reload ends before the next is due.
+func (k *Keyring) reload(ctx context.Context, interval time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, min(interval, maxReloadTime))
+	defer cancel()
+	return k.Load(ctx)
 }
 
 // JWKS returns the public keys as an RFC 7517 JWK Set.

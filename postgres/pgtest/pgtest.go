@@ -135,14 +135,20 @@ func QueryInt(t testing.TB, rawURL, sql string, args ...any) int64 {
 type Cluster struct {
 	URL      string // a fresh schema on it
 	ctl, dir string
+	frozen   []int // the processes Freeze stopped
 }
 
 // FaultCluster returns the fault cluster, with a fresh schema. It skips t
-// if scripts/test.sh did not start one.
+// if no PostgreSQL is configured at all, and fails it if the test cluster
+// is (KEYGATE_TEST_POSTGRES_URL) but the fault cluster is not: a run that
+// means to test PostgreSQL must not silently leave out its fault tests.
 func FaultCluster(t testing.TB) *Cluster {
 	t.Helper()
 	server, ctl, dir := os.Getenv(EnvFaultURL), os.Getenv(EnvFaultCtl), os.Getenv(EnvFaultDir)
 	if server == "" || ctl == "" || dir == "" {
+		if os.Getenv(EnvURL) != "" {
+			t.Fatalf("%s is set but %s, %s or %s is not: a test that stops PostgreSQL needs a cluster of its own (see scripts/test.sh)", EnvURL, EnvFaultURL, EnvFaultCtl, EnvFaultDir)
+		}
 		t.Skipf("%s, %s or %s is not set: skipping a test that stops PostgreSQL (scripts/test.sh starts a cluster for it)", EnvFaultURL, EnvFaultCtl, EnvFaultDir)
 	}
 	c := &Cluster{ctl: ctl, dir: dir}
