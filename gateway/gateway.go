@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -105,6 +106,7 @@ func New(ctx context.Context, cfg Config, st store.Store, master tokens.MasterKe
 		src.StoreFailing = f.Failing
 	}
 	m.Watch(src)
+	warnOfIssuer(opts.Log, cfg)
 	if delay := t.SigningKeyActivationDelay; delay < server.JWKSMaxAge && t.Algorithm != tokens.HS256 {
 		opts.Log.Warn("tokens.signing_key_activation_delay is shorter than the JWKS max-age: after a rotation, verifiers caching the JWKS meet tokens signed by a key they have not seen",
 			"signing_key_activation_delay", delay.String(), "jwks_max_age", server.JWKSMaxAge.String())
@@ -132,6 +134,18 @@ func New(ctx context.Context, cfg Config, st store.Store, master tokens.MasterKe
 		Keys: keySvc, Tokens: tokenSvc, Keyring: ring, JWT: signer, Recorder: recorder, Server: srv, Metrics: m,
 		cfg: cfg, store: st, log: opts.Log,
 	}, nil
+}
+
+// warnOfIssuer warns once when the OAuth server metadata is served with
+// an issuer that RFC 8414 clients refuse: it must be the https URL the
+// metadata's address is made from (§2, §3.3), that is server.public_url.
+func warnOfIssuer(log *slog.Logger, cfg Config) {
+	public, issuer := cfg.Server.PublicURL, cfg.Tokens.Issuer
+	if public == "" || issuer == public && strings.HasPrefix(issuer, "https://") {
+		return
+	}
+	log.Warn("tokens.issuer is not server.public_url as an https URL: OAuth clients that check the server metadata's issuer (RFC 8414 §3.3) refuse it; see docs/operations.md before changing the issuer",
+		"issuer", issuer, "public_url", public)
 }
 
 // NewKeyring makes the keyring the configuration describes; the CLI's

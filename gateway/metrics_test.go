@@ -270,3 +270,35 @@ func TestWarnsOfAShortActivationDelay(t *testing.T) {
 		}
 	}
 }
+
+// TestWarnsOfAnIssuerOAuthClientsRefuse: with server.public_url set, the
+// metadata's issuer (tokens.issuer) must be that URL, and https (RFC 8414
+// §2, §3.3); anything else is worth one warning at start.
+func TestWarnsOfAnIssuerOAuthClientsRefuse(t *testing.T) {
+	for _, tc := range []struct {
+		publicURL, issuer string
+		warn              bool
+	}{
+		{"", "keygate", false},
+		{"https://auth.example.com", "https://auth.example.com", false},
+		{"https://auth.example.com", "keygate", true},
+		{"https://auth.example.com", "https://auth.example.com/", true},
+		{"https://auth.example.com", "https://other.example.com", true},
+		{"http://auth.example.com", "http://auth.example.com", true},
+	} {
+		cfg := gateway.DefaultConfig()
+		cfg.Server.PublicURL, cfg.Tokens.Issuer = tc.publicURL, tc.issuer
+		var logs strings.Builder
+		log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		master, _ := tokens.NewMasterKey("metrics-test-master-key-0123456789abcdef")
+		if _, err := gateway.New(t.Context(), cfg, memstore.New(), master, gateway.Options{Log: log}); err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Count(logs.String(), "level=WARN")
+		named := strings.Contains(logs.String(), "issuer="+tc.issuer) && strings.Contains(logs.String(), "public_url="+tc.publicURL) &&
+			strings.Contains(logs.String(), "RFC 8414")
+		if tc.warn && (lines != 1 || !named) || !tc.warn && lines != 0 {
+			t.Errorf("public_url %q, issuer %q: logs %q", tc.publicURL, tc.issuer, logs.String())
+		}
+	}
+}
