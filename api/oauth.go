@@ -19,15 +19,15 @@ type OAuthError struct {
 	ErrorDescription string `json:"error_description,omitempty"`
 }
 
-// OAuth error codes (RFC 6749 §5.2, RFC 7009 §2.2.1).
+// The OAuth error codes keygate answers (RFC 6749 §5.2). Never
+// unauthorized_client (every client may use both grants) or RFC 7009's
+// unsupported_token_type (a revocation is 200 whatever the token).
 const (
 	OAuthInvalidRequest         = "invalid_request"
 	OAuthInvalidClient          = "invalid_client"
 	OAuthInvalidGrant           = "invalid_grant"
-	OAuthUnauthorizedClient     = "unauthorized_client"
 	OAuthUnsupportedGrantType   = "unsupported_grant_type"
 	OAuthInvalidScope           = "invalid_scope"
-	OAuthUnsupportedTokenType   = "unsupported_token_type"
 	OAuthTemporarilyUnavailable = "temporarily_unavailable"
 	OAuthServerError            = "server_error"
 )

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"keygate/api"
 	"keygate/server"
 )
 
@@ -31,6 +32,7 @@ var (
 	hintPattern    = regexp.MustCompile(`"hint":"(pk|ck)_[0-9A-Za-z]{4}"`)
 	idPattern      = regexp.MustCompile(`\b(par|com|key|kid)_[0-9A-Za-z]{22}\b`)
 	jwkCoordinates = regexp.MustCompile(`"(x|y|n|e)":"[A-Za-z0-9_-]+"`)
+	jtiPattern     = regexp.MustCompile(`"jti":"[^"]+"`)
 )
 
 func (z *normalizer) normalize(body []byte) []byte {
@@ -38,6 +40,7 @@ func (z *normalizer) normalize(body []byte) []byte {
 	body = secretPattern.ReplaceAll(body, []byte("<${1}_secret>"))
 	body = hintPattern.ReplaceAll(body, []byte(`"hint":"<${1}_hint>"`))
 	body = jwkCoordinates.ReplaceAll(body, []byte(`"$1":"<b64>"`))
+	body = jtiPattern.ReplaceAll(body, []byte(`"jti":"<jti>"`))
 	return idPattern.ReplaceAllFunc(body, func(id []byte) []byte {
 		if z.ids == nil {
 			z.ids, z.n = map[string]string{}, map[string]int{}
@@ -76,10 +79,11 @@ func golden(t *testing.T, z *normalizer, name string, rec *httptest.ResponseReco
 }
 
 // TestGoldenResponses pins the exact JSON of every response shape of the
-// API (api/), member order and formats included, so that a change to a
-// wire type shows up as a diff a reviewer must accept with -update.
+// API (api/), both faces, member order and formats included, so that a
+// change to a wire type shows up as a diff a reviewer must accept with
+// -update.
 func TestGoldenResponses(t *testing.T) {
-	e := newEnv(t, withLimits(server.RateLimits{LoginPerKeyPerMinute: 3}))
+	e := newEnv(t, withLimits(server.RateLimits{LoginPerKeyPerMinute: 3}), withPublicURL())
 	var z normalizer
 	a := e.tenant("Acme")
 	e.clock.Advance(time.Minute)
@@ -122,4 +126,23 @@ func TestGoldenResponses(t *testing.T) {
 		e.post("/api/v1/auth/login", loginBody(a.apiKey), "")
 	}
 	golden(t, &z, "error_rate_limited", e.post("/api/v1/auth/login", loginBody(a.apiKey), ""))
+	golden(t, &z, "error_method_not_allowed", e.do(request{method: http.MethodPut, path: "/api/v1/auth/login"}))
+
+	// The OAuth face, with a company of its own: Acme's key is spent.
+	oc := e.createCompany(a.pair.JWT, `{"name":"Umbrella"}`)
+	asOC := basic(oc.ID, oc.APIKey)
+	golden(t, &z, "oauth_metadata", e.get("/.well-known/oauth-authorization-server", ""))
+	token := postForm(e, "/oauth2/token", form("grant_type", "client_credentials"), asOC)
+	golden(t, &z, "oauth_token", token)
+	ocSession := e.login(oc.APIKey)
+	golden(t, &z, "oauth_token_refreshed", postForm(e, "/oauth2/token", form("grant_type", "refresh_token", "refresh_token", ocSession.RefreshToken), asOC))
+	golden(t, &z, "oauth_introspection_active", postForm(e, "/oauth2/introspect", form("token", decodeInto[api.OAuthToken](t, token).AccessToken), asOC))
+	golden(t, &z, "oauth_introspection_active_refresh", postForm(e, "/oauth2/introspect", form("token", e.login(oc.APIKey).RefreshToken), asOC))
+	golden(t, &z, "oauth_introspection_inactive", postForm(e, "/oauth2/introspect", form("token", a.pair.JWT), asOC))
+	golden(t, &z, "oauth_revocation", postForm(e, "/oauth2/revoke", form("token", ocSession.RefreshToken), asOC))
+	golden(t, &z, "oauth_error_invalid_request", postForm(e, "/oauth2/revoke", form(), asOC))
+	golden(t, &z, "oauth_error_invalid_client", postForm(e, "/oauth2/token", form("grant_type", "client_credentials"), basic(oc.ID, "pk_nope")))
+	golden(t, &z, "oauth_error_invalid_grant", postForm(e, "/oauth2/token", form("grant_type", "refresh_token", "refresh_token", ocSession.RefreshToken), asOC))
+	golden(t, &z, "oauth_error_unsupported_grant_type", postForm(e, "/oauth2/token", form("grant_type", "password"), asOC))
+	golden(t, &z, "oauth_error_invalid_scope", postForm(e, "/oauth2/token", form("grant_type", "client_credentials", "scope", "orders"), asOC))
 }

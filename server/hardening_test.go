@@ -557,7 +557,7 @@ func TestNewRefusesBadTrustedProxies(t *testing.T) {
 func TestOverTheNetwork(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, withMaxBody(1024), withLimits(server.RateLimits{LoginFailuresPerMinute: 1}))
-	ts := httptest.NewServer(e.handler)
+	ts := httptest.NewServer(e.validated(e.handler))
 	t.Cleanup(ts.Close)
 	_, apiKey := e.partner("Acme")
 	post := func(path string, body io.Reader) *http.Response {

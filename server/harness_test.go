@@ -100,11 +100,22 @@ type options struct {
 	maxBody        int64
 	algorithm      string
 	jwks           func(real func() []byte) func() []byte
-	config         func(*gateway.Config) // any other change to the defaults
+	config         []func(*gateway.Config) // any other changes to the defaults
 }
 
 // withConfig changes the gateway's configuration before it is built.
-func withConfig(change func(*gateway.Config)) option { return func(o *options) { o.config = change } }
+func withConfig(change func(*gateway.Config)) option {
+	return func(o *options) { o.config = append(o.config, change) }
+}
+
+// testPublicURL is server.public_url where a test sets it.
+const testPublicURL = "https://auth.example.com"
+
+// withPublicURL sets server.public_url, which turns the OAuth server
+// metadata on.
+func withPublicURL() option {
+	return withConfig(func(c *gateway.Config) { c.Server.PublicURL = testPublicURL })
+}
 
 type option func(*options)
 
@@ -166,8 +177,8 @@ func newEnv(t testing.TB, opts ...option) *env {
 		APIPerMinute:              o.limits.APIPerMinute,
 		MaxTracked:                cmp.Or(o.limits.MaxTracked, cfg.RateLimit.MaxTracked),
 	}
-	if o.config != nil {
-		o.config(&cfg)
+	for _, change := range o.config {
+		change(&cfg)
 	}
 	db, err := store.Open(ctx, cfg.Database, store.Options{Create: true, Log: log, Now: clk.Now})
 	if err != nil {
@@ -257,6 +268,58 @@ func (e *env) serve(req *http.Request) *httptest.ResponseRecorder {
 		e.t.Errorf("%s %s answered %d, which contradicts api/openapi.json: %v\nbody: %.400s", req.Method, req.URL, rec.Code, v.response, rec.Body)
 	}
 	return rec
+}
+
+// validated wraps h, for a real listener (httptest.NewServer), so that
+// every exchange it serves is held to the OpenAPI document as serve holds
+// the recorder's: one it does not describe fails the test.
+func (e *env) validated(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		var read bytes.Buffer
+		if req.Body != nil && req.Body != http.NoBody {
+			req.Body = readBody{ReadCloser: req.Body, read: &read}
+		}
+		tee := &teeWriter{ResponseWriter: w}
+		h.ServeHTTP(tee, req)
+		if tee.header == nil { // nothing written: net/http sends a 200
+			tee.WriteHeader(http.StatusOK)
+		}
+		c := mustContract(e.t)
+		x := exchange{req: req, reqBody: read.Bytes(), status: tee.status, header: tee.header, body: tee.body.Bytes()}
+		if v := c.check(context.Background(), x); v.response != nil {
+			e.t.Errorf("%s %s answered %d over the network, which contradicts api/openapi.json: %v\nbody: %.400s", req.Method, req.URL, tee.status, v.response, tee.body.Bytes())
+		}
+	})
+}
+
+// teeWriter keeps a copy of the response it passes on: the status, the
+// headers as they were sent, and the body.
+type teeWriter struct {
+	http.ResponseWriter
+	status int
+	header http.Header
+	body   bytes.Buffer
+}
+
+func (w *teeWriter) WriteHeader(status int) {
+	if w.header == nil {
+		w.status, w.header = status, w.ResponseWriter.Header().Clone()
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *teeWriter) Write(p []byte) (int, error) {
+	if w.header == nil {
+		w.WriteHeader(http.StatusOK)
+	}
+	w.body.Write(p)
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *teeWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
 }
 
 func (e *env) get(path, token string) *httptest.ResponseRecorder {

@@ -82,8 +82,9 @@ func (s *Server) limitBody(c *gin.Context) {
 	c.Next()
 }
 
-// recovery turns a panic into a 500 with a fixed message. Unlike gin's
-// Recovery it never dumps the request, whose headers hold credentials.
+// recovery turns a panic into a 500 with a fixed message, in RFC 6749's
+// shape on the OAuth endpoints. Unlike gin's Recovery it never dumps the
+// request, whose headers hold credentials.
 func (s *Server) recovery(c *gin.Context) {
 	defer func() {
 		if v := recover(); v != nil {
@@ -91,10 +92,13 @@ func (s *Server) recovery(c *gin.Context) {
 				panic(v)
 			}
 			s.log.ErrorContext(c.Request.Context(), "panic", "panic", v, "stack", string(debug.Stack()))
-			if !c.Writer.Written() {
-				c.AbortWithStatusJSON(http.StatusInternalServerError, internalError)
-			} else {
+			switch {
+			case c.Writer.Written():
 				c.Abort()
+			case oauthRoute(c):
+				s.oauthFail(c, errOAuthServer)
+			default:
+				c.AbortWithStatusJSON(http.StatusInternalServerError, internalError)
 			}
 		}
 	}()

@@ -23,8 +23,11 @@ import (
 // introspection (RFC 7662) and server metadata (RFC 8414), on the same
 // keys, families and signing keys as /api/v1/auth. A client is a principal:
 // its client_id is the partner's or company's id and its client_secret one
-// of its API keys. Errors here are RFC 6749's ({"error",
+// of its API keys. Errors the endpoints answer are RFC 6749's ({"error",
 // "error_description"}), not keygate's shape: OAuth clients parse those.
+// What the HTTP layer answers before an endpoint runs keeps keygate's
+// shape, as on every path: 404, 405, and 413 for a body over
+// server.max_body_bytes (declared or streamed).
 
 // OAuthConfig configures the OAuth face.
 type OAuthConfig struct {
@@ -64,10 +67,15 @@ var (
 
 // oauthFail renders err as RFC 6749 §5.2 says. Errors that are not an
 // *oauthError are mapped: an unavailable store is 503
-// temporarily_unavailable, anything else a 500 server_error, logged.
+// temporarily_unavailable, anything else a 500 server_error, logged. An
+// oversized body is the HTTP layer's 413, in keygate's shape.
 func (s *Server) oauthFail(c *gin.Context, err error) {
 	if clientGone(c, err) {
 		c.AbortWithStatus(StatusClientClosedRequest)
+		return
+	}
+	if errors.Is(err, errTooLarge) {
+		s.fail(c, err)
 		return
 	}
 	var oe *oauthError
@@ -80,12 +88,23 @@ func (s *Server) oauthFail(c *gin.Context, err error) {
 			s.log.ErrorContext(c.Request.Context(), "internal error", "err", err)
 		}
 	}
-	c.Header("Pragma", "no-cache")
 	if oe.status == http.StatusUnauthorized {
 		c.Header("WWW-Authenticate", `Basic realm="keygate"`)
 	}
 	c.AbortWithStatusJSON(oe.status, api.OAuthError{Error: oe.code, ErrorDescription: oe.description})
 }
+
+// oauthHeaders marks every response of an OAuth endpoint uncacheable for
+// HTTP/1.0 caches too (RFC 6749 §5.1); the headers middleware has already
+// said no-store.
+func oauthHeaders(c *gin.Context) {
+	c.Header("Pragma", "no-cache")
+	c.Next()
+}
+
+// oauthRoute reports whether c is routed to an OAuth endpoint, whose
+// errors are RFC 6749's.
+func oauthRoute(c *gin.Context) bool { return strings.HasPrefix(c.FullPath(), "/oauth2/") }
 
 // oauthForm reads an application/x-www-form-urlencoded body. Parameters
 // sent twice are refused (RFC 6749 §3.2); unknown ones are ignored.
@@ -98,7 +117,7 @@ func (s *Server) oauthForm(c *gin.Context) (url.Values, error) {
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			return nil, oauthErr(api.OAuthInvalidRequest, "the body is too large")
+			return nil, errTooLarge
 		}
 		return nil, oauthErr(api.OAuthInvalidRequest, "the body could not be read")
 	}
@@ -116,10 +135,11 @@ func (s *Server) oauthForm(c *gin.Context) (url.Values, error) {
 
 // clientCredentials reads the client's id and secret, from HTTP Basic
 // (client_secret_basic, both form-urlencoded first) or from the form
-// (client_secret_post): exactly one of them (RFC 6749 §2.3.1).
+// (client_secret_post): exactly one of them (RFC 6749 §2.3.1). An empty
+// parameter is as if omitted (§3.1).
 func clientCredentials(c *gin.Context, form url.Values) (id, secret string, err error) {
 	header := c.GetHeader("Authorization")
-	_, inForm := form["client_secret"]
+	inForm := form.Get("client_secret") != ""
 	switch {
 	case header != "" && inForm:
 		return "", "", oauthErr(api.OAuthInvalidRequest, "use one client authentication method, not two")
@@ -239,6 +259,12 @@ func (s *Server) clientCredentialsGrant(c *gin.Context, id, secret string) {
 	s.oauthToken(c, pair)
 }
 
+// refreshTokenGrant is /api/v1/auth/refresh for an authenticated client,
+// under the same limits. Two credentials arrive here, so a request passes
+// an address's failure limit only when neither is a guess: the refresh
+// token's MAC checks out and the secret is a key known to be active. The
+// family's budget is spent only once the client has authenticated, so
+// that holding someone's refresh token does not let one drain its owner's.
 func (s *Server) refreshTokenGrant(c *gin.Context, form url.Values, id, secret string) {
 	raw := form.Get("refresh_token")
 	if raw == "" {
@@ -246,15 +272,8 @@ func (s *Server) refreshTokenGrant(c *gin.Context, form url.Values, id, secret s
 		return
 	}
 	rt, parsed := s.tokens.ParseRefreshToken(raw)
-	if parsed {
-		if ok, wait := s.limits.refresh.allow(rt.Family()); !ok {
-			s.metrics.Refresh(metrics.OutcomeRateLimited)
-			s.oauthRateLimited(c, wait, metrics.LimitRefreshPerFamily)
-			return
-		}
-	}
 	try, ok, wait := s.limits.failures.begin(clientKey(c.ClientIP()))
-	if !ok {
+	if !ok && !(parsed && s.keys.KnownActive(secret)) {
 		s.metrics.Refresh(metrics.OutcomeRateLimited)
 		s.oauthRateLimited(c, wait, metrics.LimitLoginFailures)
 		return
@@ -264,6 +283,14 @@ func (s *Server) refreshTokenGrant(c *gin.Context, form url.Values, id, secret s
 		try.end(errors.Is(err, errOAuthClient))
 		s.oauthFail(c, err)
 		return
+	}
+	if parsed {
+		if ok, wait := s.limits.refresh.allow(rt.Family()); !ok {
+			try.end(false)
+			s.metrics.Refresh(metrics.OutcomeRateLimited)
+			s.oauthRateLimited(c, wait, metrics.LimitRefreshPerFamily)
+			return
+		}
 	}
 	pair, err := s.tokens.RefreshAs(c.Request.Context(), rt, client.ID, c.ClientIP())
 	try.end(credentialFailure(err))
@@ -279,7 +306,6 @@ func (s *Server) refreshTokenGrant(c *gin.Context, form url.Values, id, secret s
 }
 
 func (s *Server) oauthToken(c *gin.Context, p tokens.Pair) {
-	c.Header("Pragma", "no-cache")
 	c.JSON(http.StatusOK, api.OAuthToken{
 		AccessToken:  p.JWT.Reveal(),
 		TokenType:    "Bearer",
@@ -292,13 +318,15 @@ func (s *Server) oauthToken(c *gin.Context, p tokens.Pair) {
 func (s *Server) oauthRateLimited(c *gin.Context, wait time.Duration, limit string) {
 	s.metrics.RateLimited(limit)
 	c.Header("Retry-After", retryAfter(wait))
-	c.Header("Pragma", "no-cache")
 	c.AbortWithStatusJSON(http.StatusTooManyRequests, api.OAuthError{Error: api.OAuthInvalidRequest, ErrorDescription: "too many requests, retry later"})
 }
 
 // revoke is POST /oauth2/revoke (RFC 7009): 200 whether or not the token
-// was valid, and a token of another client changes nothing. An access
-// token of the client is 400 unsupported_token_type: JWTs end at exp.
+// was valid (§2.2), and a token of another client changes nothing. A
+// refresh token of the client ends its family; anything else, its own
+// access tokens included, changes nothing: a JWT is verified offline and
+// ends at exp, and telling the client so would answer which strings are
+// its live tokens.
 func (s *Server) revoke(c *gin.Context) {
 	form, client, ok := s.oauthClientRequest(c)
 	if !ok {
@@ -310,10 +338,6 @@ func (s *Server) revoke(c *gin.Context) {
 		return
 	}
 	if _, isRefresh := s.tokens.ParseRefreshToken(raw); !isRefresh {
-		if in, err := s.tokens.Introspect(c.Request.Context(), raw, &client); err == nil && in.Active && in.Principal.ID == client.ID {
-			s.oauthFail(c, oauthErr(api.OAuthUnsupportedTokenType, "access tokens cannot be revoked: they expire at exp"))
-			return
-		}
 		c.Status(http.StatusOK)
 		return
 	}
@@ -331,7 +355,7 @@ func (s *Server) introspect(c *gin.Context) {
 	if !ok {
 		return
 	}
-	s.introspectAs(c, form, &client)
+	s.introspectAs(c, form, tokens.AsClient(client))
 }
 
 // adminIntrospect is POST /oauth2/introspect on the admin listener, which
@@ -342,10 +366,10 @@ func (s *Server) adminIntrospect(c *gin.Context) {
 		s.oauthFail(c, err)
 		return
 	}
-	s.introspectAs(c, form, nil)
+	s.introspectAs(c, form, tokens.AsOperator())
 }
 
-func (s *Server) introspectAs(c *gin.Context, form url.Values, viewer *keys.Principal) {
+func (s *Server) introspectAs(c *gin.Context, form url.Values, viewer tokens.Viewer) {
 	raw := form.Get("token")
 	if raw == "" {
 		s.oauthFail(c, oauthErr(api.OAuthInvalidRequest, "token is required"))
@@ -368,7 +392,8 @@ func (s *Server) introspectAs(c *gin.Context, form url.Values, viewer *keys.Prin
 }
 
 // oauthClientRequest reads the form and authenticates the client of a
-// revocation or introspection, counting failures against the address.
+// revocation or introspection, counting failures against the address, and
+// letting a key known to be active through it, as a login does.
 func (s *Server) oauthClientRequest(c *gin.Context) (url.Values, keys.Principal, bool) {
 	form, err := s.oauthForm(c)
 	if err != nil {
@@ -381,7 +406,7 @@ func (s *Server) oauthClientRequest(c *gin.Context) (url.Values, keys.Principal,
 		return nil, keys.Principal{}, false
 	}
 	try, ok, wait := s.limits.failures.begin(clientKey(c.ClientIP()))
-	if !ok {
+	if !ok && !s.keys.KnownActive(secret) {
 		s.oauthRateLimited(c, wait, metrics.LimitLoginFailures)
 		return nil, keys.Principal{}, false
 	}

@@ -4,26 +4,32 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gin-gonic/gin"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
+	"keygate/api"
 	"keygate/gateway"
 	"keygate/keys"
 	"keygate/server"
 )
 
 // oauthServer serves e's engine on a real listener, for OAuth 2.0 client
-// libraries nobody here wrote.
+// libraries nobody here wrote, every exchange held to the document.
 func oauthServer(t *testing.T, e *env) *httptest.Server {
 	t.Helper()
-	srv := httptest.NewServer(e.handler)
+	srv := httptest.NewServer(e.validated(e.handler))
 	t.Cleanup(srv.Close)
 	return srv
 }
@@ -183,7 +189,8 @@ func TestOAuthErrors(t *testing.T) {
 
 // TestRevocation: RFC 7009 — a client revokes its refresh token's family;
 // 200 whether or not the token was valid; another client's token changes
-// nothing; its own access token is unsupported_token_type.
+// nothing; an access token, its own included, is 200 and changes nothing
+// (it ends at exp).
 func TestRevocation(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -201,8 +208,14 @@ func TestRevocation(t *testing.T) {
 	// Acme's own: its family dies.
 	wantStatus(t, revoke(a.pair.RefreshToken, basic(a.partner.ID, a.apiKey)), http.StatusOK)
 	wantError(t, e.post("/api/v1/auth/refresh", refreshBody(a.pair.RefreshToken), ""), http.StatusUnauthorized, "unauthorized")
-	wantOAuthError(t, revoke(a.pair.JWT, basic(a.partner.ID, a.apiKey)), 400, "unsupported_token_type")
-	wantStatus(t, revoke(b.pair.JWT, basic(a.partner.ID, a.apiKey)), http.StatusOK) // not Acme's: no oracle
+	for _, jwt := range []string{a.pair.JWT, b.pair.JWT} { // its own, and another's: no oracle either way
+		rec := revoke(jwt, basic(a.partner.ID, a.apiKey))
+		wantStatus(t, rec, http.StatusOK)
+		if rec.Body.Len() != 0 || rec.Header().Get("Pragma") != "no-cache" {
+			t.Errorf("revoking an access token: body %q, headers %v", rec.Body, rec.Header())
+		}
+		wantStatus(t, e.get("/api/v1/auth/me", jwt), http.StatusOK)
+	}
 	wantOAuthError(t, revoke(next.RefreshToken, basic(b.partner.ID, a.apiKey)), 401, "invalid_client")
 	wantOAuthError(t, postForm(e, "/oauth2/revoke", form(), basic(a.partner.ID, a.apiKey)), 400, "invalid_request")
 	e.refresh(next.RefreshToken) // Bolt's family lived through all of it
@@ -346,4 +359,290 @@ func mustJSON(t *testing.T, v any) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestStockClientFromTheMetadataAlone: a golang.org/x/oauth2 client that
+// knows only keygate's public URL reads the server metadata (RFC 8414),
+// takes its token endpoint and authentication method from it, gets a
+// token, and checks it at the metadata's introspection endpoint.
+func TestStockClientFromTheMetadataAlone(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	public := "http://" + ln.Addr().String()
+	e := newEnv(t, withConfig(func(c *gateway.Config) { c.Server.PublicURL, c.Tokens.Issuer = public, public }))
+	srv := httptest.NewUnstartedServer(e.validated(e.handler))
+	srv.Listener.Close()
+	srv.Listener = ln
+	srv.Start()
+	t.Cleanup(srv.Close)
+	co := e.createCompany(e.tenant("Acme").pair.JWT, `{"name":"Globex"}`)
+
+	resp, err := srv.Client().Get(public + "/.well-known/oauth-authorization-server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var md api.ServerMetadata
+	err = json.NewDecoder(resp.Body).Decode(&md)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("metadata: %d %v", resp.StatusCode, err)
+	}
+	if md.Issuer != public {
+		t.Errorf("issuer %q, want %q", md.Issuer, public)
+	}
+	style := oauth2.AuthStyleInParams
+	if slices.Contains(md.TokenEndpointAuthMethodsSupported, "client_secret_basic") {
+		style = oauth2.AuthStyleInHeader
+	}
+	cfg := clientcredentials.Config{ClientID: co.ID, ClientSecret: co.APIKey, TokenURL: md.TokenEndpoint, AuthStyle: style}
+	tok, err := cfg.Token(context.WithValue(t.Context(), oauth2.HTTPClient, srv.Client()))
+	if err != nil {
+		t.Fatalf("token from %s: %v", md.TokenEndpoint, err)
+	}
+	if iss := claims(t, tok.AccessToken)["iss"]; iss != md.Issuer {
+		t.Errorf("the token's iss %v is not the metadata's issuer %q", iss, md.Issuer)
+	}
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, md.IntrospectionEndpoint, strings.NewReader(form("token", tok.AccessToken)))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(url.QueryEscape(co.ID), url.QueryEscape(co.APIKey))
+	resp, err = srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var in api.Introspection
+	err = json.NewDecoder(resp.Body).Decode(&in)
+	resp.Body.Close()
+	if err != nil || !in.Active || in.Sub != co.ID || in.Kind != "company" || in.Iss != md.Issuer {
+		t.Errorf("introspection at %s: %+v %v", md.IntrospectionEndpoint, in, err)
+	}
+}
+
+// oauthRefresh is a refresh_token grant of client (id, secret).
+func oauthRefresh(e *env, id, secret, rt string) *httptest.ResponseRecorder {
+	return postForm(e, "/oauth2/token", form("grant_type", "refresh_token", "refresh_token", rt), basic(id, secret))
+}
+
+// TestOAuthRefreshGraceAndReuse: the refresh_token grant rotates exactly
+// as /api/v1/auth/refresh does: the token just used, again within the
+// grace window, gets the identical successor; outside it, the reuse
+// revokes the family, the successor included.
+func TestOAuthRefreshGraceAndReuse(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	a := e.tenant("Acme")
+	first := oauthRefresh(e, a.partner.ID, a.apiKey, a.pair.RefreshToken)
+	wantStatus(t, first, http.StatusOK)
+	next := decodeInto[api.OAuthToken](t, first)
+	e.clock.Advance(reuseGrace / 2)
+	again := decodeInto[api.OAuthToken](t, oauthRefresh(e, a.partner.ID, a.apiKey, a.pair.RefreshToken))
+	if again.RefreshToken != next.RefreshToken || again.AccessToken == next.AccessToken {
+		t.Errorf("a retry within the grace window: successor %q, want %q, with a fresh access token", again.RefreshToken, next.RefreshToken)
+	}
+	e.clock.Advance(reuseGrace)
+	wantOAuthError(t, oauthRefresh(e, a.partner.ID, a.apiKey, a.pair.RefreshToken), http.StatusBadRequest, "invalid_grant")
+	wantOAuthError(t, oauthRefresh(e, a.partner.ID, a.apiKey, next.RefreshToken), http.StatusBadRequest, "invalid_grant")
+	wantError(t, e.post(refreshPath, refreshBody(next.RefreshToken), ""), http.StatusUnauthorized, "unauthorized")
+	var reused bool
+	for _, ev := range e.audit() {
+		reused = reused || ev.Action == "refresh.reuse_detected"
+	}
+	if !reused {
+		t.Error("no refresh.reuse_detected in the audit trail")
+	}
+}
+
+// TestOAuthAnotherClientsUsedToken: a client presenting another's used
+// refresh token changes nothing: no rotation, no reuse detection on the
+// owner's family, whose live token still refreshes.
+func TestOAuthAnotherClientsUsedToken(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	a, b := e.tenant("Acme"), e.tenant("Bolt")
+	live := e.refresh(b.pair.RefreshToken) // b's first token is used now
+	e.clock.Advance(time.Minute)           // out of the grace window: from b, it would be reuse
+	wantOAuthError(t, oauthRefresh(e, a.partner.ID, a.apiKey, b.pair.RefreshToken), http.StatusBadRequest, "invalid_grant")
+	wantOAuthError(t, oauthRefresh(e, a.partner.ID, a.apiKey, live.RefreshToken), http.StatusBadRequest, "invalid_grant")
+	e.refresh(live.RefreshToken)
+	for _, ev := range e.audit() {
+		if ev.Action == "refresh.reuse_detected" {
+			t.Errorf("another client's presentation was taken for reuse: %+v", ev)
+		}
+	}
+}
+
+// TestIntrospectionOfOwnAndExpiredTokens: a company sees its own tokens
+// active; a refresh token past its lifetime is inactive.
+func TestIntrospectionOfOwnAndExpiredTokens(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	a := e.tenant("Acme")
+	co := e.createCompany(a.pair.JWT, `{"name":"Globex"}`)
+	session := e.login(co.APIKey)
+	asCo := basic(co.ID, co.APIKey)
+	introspect := func(token string, h http.Header) map[string]any {
+		t.Helper()
+		rec := postForm(e, "/oauth2/introspect", form("token", token), h)
+		wantStatus(t, rec, http.StatusOK)
+		return decodeInto[map[string]any](t, rec)
+	}
+	if got := introspect(session.JWT, asCo); got["active"] != true || got["sub"] != co.ID || got["company_id"] != co.ID || got["token_type"] != "Bearer" {
+		t.Errorf("the company's own access token: %v", got)
+	}
+	got := introspect(session.RefreshToken, asCo)
+	wantMembers(t, mustJSON(t, got), "active", "client_id", "sub", "exp", "iat", "iss", "token_type", "kind", "partner_id", "company_id")
+	if got["active"] != true || got["token_type"] != "refresh_token" || got["exp"] != float64(epoch.Add(refreshTTL).Unix()) {
+		t.Errorf("the company's own refresh token: %v", got)
+	}
+	e.clock.Advance(refreshTTL + time.Second)
+	if got := introspect(session.RefreshToken, asCo); len(got) != 1 || got["active"] != false {
+		t.Errorf("an expired refresh token: %v, want only active=false", got)
+	}
+	// A successor, too, once its own tokens.refresh_ttl has passed.
+	next := e.refresh(e.login(co.APIKey).RefreshToken)
+	if got := introspect(next.RefreshToken, asCo); got["active"] != true {
+		t.Errorf("a live successor: %v", got)
+	}
+	e.clock.Advance(refreshTTL + time.Second)
+	if got := introspect(next.RefreshToken, asCo); got["active"] != false {
+		t.Errorf("an expired successor: %v", got)
+	}
+}
+
+// TestOAuthRateLimitParity: the OAuth endpoints sit under the limits of
+// login and refresh, with the same exemptions: a client whose key keygate
+// knows to be active passes an address's spent failure budget, and so
+// does a refresh token whose MAC checks out (with such a key); only an
+// authenticated client spends a family's refresh budget.
+func TestOAuthRateLimitParity(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, withLimits(server.RateLimits{LoginFailuresPerMinute: 2, RefreshPerFamilyPerMinute: 2}))
+	a := e.tenant("Acme") // logged in: its key is known to be active
+	_, fresh := e.partner("Fresh")
+	const attacker = "198.51.100.7:5000"
+	from := func(path, body string, h http.Header) *httptest.ResponseRecorder {
+		return e.do(request{method: http.MethodPost, path: path, body: body, contentType: "application/x-www-form-urlencoded", header: h, remote: attacker})
+	}
+	asA := basic(a.partner.ID, a.apiKey)
+	for range 2 {
+		wantOAuthError(t, from("/oauth2/introspect", form("token", "x"), basic(a.partner.ID, "pk_guess")), http.StatusUnauthorized, "invalid_client")
+	}
+	// The address's budget is spent: guesses are refused unread...
+	for _, path := range []string{"/oauth2/token", "/oauth2/revoke", "/oauth2/introspect"} {
+		rec := from(path, form("grant_type", "client_credentials", "token", "x"), basic(a.partner.ID, "pk_guess"))
+		wantOAuthError(t, rec, http.StatusTooManyRequests, "invalid_request")
+		if rec.Header().Get("Retry-After") == "" {
+			t.Errorf("%s: 429 without Retry-After", path)
+		}
+	}
+	wantOAuthError(t, from("/oauth2/token", form("grant_type", "refresh_token", "refresh_token", "rt_guess"), asA), http.StatusTooManyRequests, "invalid_request")
+	wantOAuthError(t, from("/oauth2/token", form("grant_type", "refresh_token", "refresh_token", a.pair.RefreshToken), basic(a.partner.ID, fresh)), http.StatusTooManyRequests, "invalid_request")
+	// ...but a known active key is no guess, nor is a MAC-valid refresh
+	// token presented with one.
+	wantStatus(t, from("/oauth2/introspect", form("token", a.pair.JWT), asA), http.StatusOK)
+	wantStatus(t, from("/oauth2/revoke", form("token", "x"), asA), http.StatusOK)
+	wantStatus(t, from("/oauth2/token", form("grant_type", "client_credentials"), asA), http.StatusOK)
+	rec := from("/oauth2/token", form("grant_type", "refresh_token", "refresh_token", a.pair.RefreshToken), asA)
+	wantStatus(t, rec, http.StatusOK)
+	rt := decodeInto[api.OAuthToken](t, rec).RefreshToken
+
+	// Someone holding Acme's refresh token without its credentials cannot
+	// drain the family's budget: refused as a client, spending nothing of
+	// the family's.
+	for i := range 5 {
+		rec := e.do(request{method: http.MethodPost, path: "/oauth2/token", body: form("grant_type", "refresh_token", "refresh_token", rt),
+			contentType: "application/x-www-form-urlencoded", header: basic(a.partner.ID, "pk_guess"), remote: fmt.Sprintf("203.0.113.%d:1", i)})
+		wantOAuthError(t, rec, http.StatusUnauthorized, "invalid_client")
+	}
+	rt = decodeInto[api.OAuthToken](t, oauthRefresh(e, a.partner.ID, a.apiKey, rt)).RefreshToken // the family's second this minute
+	wantOAuthError(t, oauthRefresh(e, a.partner.ID, a.apiKey, rt), http.StatusTooManyRequests, "invalid_request")
+}
+
+// TestOAuthHTTPLayerKeepsKeygatesShape: what the HTTP layer answers before
+// an OAuth endpoint runs is keygate's error shape, as on every path (the
+// document says so): 413 for a body over the limit, declared or streamed,
+// and 405 with Allow for another method. A panic inside an endpoint is a
+// 500 in RFC 6749's shape.
+func TestOAuthHTTPLayerKeepsKeygatesShape(t *testing.T) {
+	t.Parallel()
+	const limit = 1024
+	e := newEnv(t, withMaxBody(limit))
+	a := e.tenant("Acme")
+	big := form("grant_type", "client_credentials", "pad", strings.Repeat("a", limit))
+	for _, path := range []string{"/oauth2/token", "/oauth2/revoke", "/oauth2/introspect"} {
+		wantError(t, postForm(e, path, big, basic(a.partner.ID, a.apiKey)), http.StatusRequestEntityTooLarge, "payload_too_large")
+		req := httptest.NewRequest(http.MethodPost, path, struct{ io.Reader }{strings.NewReader(big)})
+		req.ContentLength = -1 // streamed: the limit holds while the form is read
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header["Authorization"] = basic(a.partner.ID, a.apiKey)["Authorization"]
+		wantError(t, e.serve(req), http.StatusRequestEntityTooLarge, "payload_too_large")
+		for _, method := range []string{http.MethodGet, http.MethodPut} {
+			rec := e.do(request{method: method, path: path})
+			wantError(t, rec, http.StatusMethodNotAllowed, "method_not_allowed")
+			if rec.Header().Get("Allow") != "POST" {
+				t.Errorf("%s %s: Allow %q", method, path, rec.Header().Get("Allow"))
+			}
+		}
+		rec := e.do(request{method: http.MethodHead, path: path})
+		if rec.Code != http.StatusMethodNotAllowed || rec.Header().Get("Allow") != "POST" {
+			t.Errorf("HEAD %s: %d, Allow %q", path, rec.Code, rec.Header().Get("Allow"))
+		}
+	}
+	// A route of the test's own, on the OAuth face, that panics.
+	e.handler.(*gin.Engine).POST("/oauth2/explode", func(*gin.Context) { panic("the endpoint exploded") })
+	rec := httptest.NewRecorder()
+	e.handler.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/oauth2/explode", nil))
+	if rec.Code != http.StatusInternalServerError || rec.Body.String() != `{"error":"server_error","error_description":"internal error"}` {
+		t.Errorf("a panic on the OAuth face: %d %s", rec.Code, rec.Body)
+	}
+}
+
+// TestAdminListener: the admin handler answers like the main listener
+// where they overlap: HEAD wherever GET, 405 with Allow for another
+// method, 404 in the error shape; profiles only when asked for.
+func TestAdminListener(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	serve := func(h http.Handler, method, path string) *httptest.ResponseRecorder {
+		t.Helper()
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(method, path, nil))
+		return rec
+	}
+	metrics := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "up 1\n") })
+	off := e.srv.Admin(server.AdminConfig{Metrics: metrics})
+	on := e.srv.Admin(server.AdminConfig{Metrics: metrics, Pprof: true})
+	for _, h := range []http.Handler{off, on} {
+		wantStatus(t, serve(h, http.MethodGet, "/metrics"), http.StatusOK)
+		wantStatus(t, serve(h, http.MethodHead, "/metrics"), http.StatusOK) // net/http drops the body
+		for _, tc := range []struct{ method, path, allow string }{
+			{http.MethodPost, "/metrics", "GET, HEAD"},
+			{http.MethodGet, "/oauth2/introspect", "POST"},
+		} {
+			rec := serve(h, tc.method, tc.path)
+			wantError(t, rec, http.StatusMethodNotAllowed, "method_not_allowed")
+			if rec.Header().Get("Allow") != tc.allow {
+				t.Errorf("%s %s: Allow %q, want %q", tc.method, tc.path, rec.Header().Get("Allow"), tc.allow)
+			}
+		}
+		rec := serve(h, http.MethodGet, "/api/v1/auth/me")
+		wantError(t, rec, http.StatusNotFound, "not_found")
+		if rec.Header().Get("X-Request-ID") == "" || rec.Header().Get("Cache-Control") != "no-store" {
+			t.Errorf("the admin listener's 404 lacks the main listener's headers: %v", rec.Header())
+		}
+	}
+	// Profiles only with admin.pprof.
+	wantError(t, serve(off, http.MethodGet, "/debug/pprof/"), http.StatusNotFound, "not_found")
+	wantError(t, serve(off, http.MethodGet, "/debug/pprof/heap"), http.StatusNotFound, "not_found")
+	wantStatus(t, serve(on, http.MethodGet, "/debug/pprof/"), http.StatusOK)
+	wantStatus(t, serve(on, http.MethodGet, "/debug/pprof/heap"), http.StatusOK)
+	if rec := serve(on, http.MethodHead, "/debug/pprof/"); rec.Code != http.StatusOK {
+		t.Errorf("HEAD /debug/pprof/: %d", rec.Code)
+	}
+	// The main listener serves neither.
+	for _, path := range []string{"/metrics", "/debug/pprof/"} {
+		wantError(t, e.get(path, ""), http.StatusNotFound, "not_found")
+	}
 }

@@ -105,7 +105,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	v1.POST("/auth/refresh", s.refresh)
 	v1.POST("/auth/logout", s.logout)
 
-	oauth := e.Group("/oauth2")
+	oauth := e.Group("/oauth2", oauthHeaders)
 	oauth.POST("/token", s.token)
 	oauth.POST("/revoke", s.revoke)
 	oauth.POST("/introspect", s.introspect)

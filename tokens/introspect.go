@@ -33,9 +33,9 @@ const (
 // at once rather than at exp. An access token is active if it verifies and
 // its key and owners may still act; a refresh token if it is its family's
 // live one, unexpired, its family not revoked and its key and owners may
-// act. viewer, if not nil, sees only its own tokens and, for a partner,
-// its companies': anything else is inactive, like an unknown token.
-func (s *Service) Introspect(ctx context.Context, raw string, viewer *keys.Principal) (Introspection, error) {
+// act. A client viewer sees only its own tokens and, a partner, its
+// companies': anything else is inactive, like an unknown token.
+func (s *Service) Introspect(ctx context.Context, raw string, viewer Viewer) (Introspection, error) {
 	if claims, err := s.jwt.Verify(raw); err == nil {
 		p := claims.Principal()
 		if !visible(viewer, p) {
@@ -85,15 +85,34 @@ func (s *Service) Introspect(ctx context.Context, raw string, viewer *keys.Princ
 	return in, err
 }
 
-// visible reports whether viewer may learn about a token of p: its own,
-// and a partner its companies'. A nil viewer sees everything.
-func visible(viewer *keys.Principal, p keys.Principal) bool {
+// Viewer is who asks about a token: a client (the main listener's
+// introspection), or the operators (the admin listener's), who see every
+// tenant's tokens. The zero Viewer is a client that is no principal: it
+// sees nothing.
+type Viewer struct {
+	client   keys.Principal
+	operator bool
+}
+
+// AsClient is the viewer of an authenticated client: it sees its own
+// tokens and, a partner, its companies'.
+func AsClient(p keys.Principal) Viewer { return Viewer{client: p} }
+
+// AsOperator is the viewer of the admin listener, which only operators
+// reach: it sees every token.
+func AsOperator() Viewer { return Viewer{operator: true} }
+
+// visible reports whether viewer may learn about a token of p.
+func visible(viewer Viewer, p keys.Principal) bool {
+	c := viewer.client
 	switch {
-	case viewer == nil:
+	case viewer.operator:
 		return true
-	case viewer.Kind == keys.KindPartner:
-		return p.PartnerID == viewer.ID
+	case c.ID == "":
+		return false
+	case c.Kind == keys.KindPartner:
+		return p.PartnerID == c.ID
 	default:
-		return p.Kind == viewer.Kind && p.ID == viewer.ID
+		return p.Kind == c.Kind && p.ID == c.ID
 	}
 }
