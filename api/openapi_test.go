@@ -96,6 +96,13 @@ func TestWireTypesMatchTheDocument(t *testing.T) {
 		{"KeyList", api.KeyList{}, true, nil},
 		{"HealthStatus", api.Status{}, true, nil},
 		{"ReadyStatus", api.Status{}, true, nil},
+		{"OAuthToken", api.OAuthToken{}, true, nil},
+		{"OAuthError", api.OAuthError{}, true, nil},
+		{"ActiveIntrospection", api.Introspection{}, true, nil},
+		{"InactiveIntrospection", api.Introspection{}, true, []string{
+			"client_id", "sub", "scope", "exp", "iat", "nbf", "iss", "aud", "token_type", "jti", "kind", "partner_id", "company_id",
+		}},
+		{"ServerMetadata", api.ServerMetadata{}, true, nil},
 	} {
 		t.Run(tc.schema, func(t *testing.T) {
 			ref := doc.Components.Schemas[tc.schema]
@@ -144,6 +151,44 @@ func TestErrorCodesMatchTheDocument(t *testing.T) {
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
 		t.Errorf("Error codes in the document %v, in api %v", got, want)
+	}
+}
+
+// TestOAuthErrorCodesMatchTheDocument: the OAuthError schema's codes are
+// the ones package api names, and each OAuth operation's error responses
+// draw on them alone.
+func TestOAuthErrorCodesMatchTheDocument(t *testing.T) {
+	doc := loadDocument(t)
+	want := []string{
+		api.OAuthInvalidRequest, api.OAuthInvalidClient, api.OAuthInvalidGrant, api.OAuthUnsupportedGrantType,
+		api.OAuthInvalidScope, api.OAuthTemporarilyUnavailable, api.OAuthServerError,
+	}
+	var got []string
+	for _, v := range doc.Components.Schemas["OAuthError"].Value.Properties["error"].Value.Enum {
+		got = append(got, v.(string))
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("OAuthError codes in the document %v, in api %v", got, want)
+	}
+	for _, path := range []string{"/oauth2/token", "/oauth2/revoke", "/oauth2/introspect"} {
+		for code, ref := range doc.Paths.Find(path).Post.Responses.Map() {
+			mt := ref.Value.Content.Get("application/json")
+			if mt == nil || code == "200" || code == "413" {
+				continue // 413 is the HTTP layer's, in keygate's shape
+			}
+			parts := mt.Schema.Value.AllOf
+			if len(parts) != 2 || parts[0].Ref != "#/components/schemas/OAuthError" {
+				t.Errorf("%s %s: not an OAuthError", path, code)
+				continue
+			}
+			for _, v := range parts[1].Value.Properties["error"].Value.Enum {
+				if !slices.Contains(want, v.(string)) {
+					t.Errorf("%s %s: code %v is not one of api's", path, code, v)
+				}
+			}
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -25,10 +26,12 @@ import (
 // response, must not refuse a request the server accepts, and must not
 // accept a well-formed request the server refuses as malformed. So the
 // document is neither looser nor stricter than the server at any edge,
-// which the random fuzzer (FuzzAPI) only reaches by luck.
+// which the random fuzzer (FuzzAPI) only reaches by luck. The OAuth
+// endpoints' form bodies are swept the same way, each grant of the token
+// endpoint on its own.
 func TestAPIEdges(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	e := newEnv(t, withPublicURL())
 	c := mustContract(t)
 	total := 0
 	for _, o := range documentedOps(c) {
@@ -58,6 +61,7 @@ type edgeSweep struct {
 	o      *fuzzOp
 	values map[string]string // valid values, by parameter or member name
 	jwt    string            // the partner's access token
+	base   edgeRequest       // the first valid request
 	sent   int
 }
 
@@ -81,6 +85,7 @@ func newEdgeSweep(t *testing.T, e *env, c *contract, o *fuzzOp) *edgeSweep {
 	}
 	return &edgeSweep{t: t, e: e, c: c, o: o, jwt: pair.JWT.Reveal(), values: map[string]string{
 		"id": co.ID, "keyId": k.ID, "apiKey": pk.APIKey.Reveal(), "refreshToken": pair.RefreshToken.Reveal(),
+		"client_id": p.ID, "client_secret": pk.APIKey.Reveal(), "refresh_token": pair.RefreshToken.Reveal(),
 	}}
 }
 
@@ -88,6 +93,7 @@ func newEdgeSweep(t *testing.T, e *env, c *contract, o *fuzzOp) *edgeSweep {
 type edgeRequest struct {
 	params map[string]string // by name; a missing one is left out
 	body   any               // marshalled; noBody when the operation takes none
+	form   bool              // body is a form (or a rawBody), not JSON
 	ctype  string
 	header http.Header // credentials
 	clean  bool
@@ -107,11 +113,44 @@ func (r edgeRequest) clone() edgeRequest {
 
 func (s *edgeSweep) secured() bool { return s.o.op.Security != nil && len(*s.o.op.Security) > 0 }
 
-func (s *edgeSweep) bodySchema() *openapi3.Schema {
-	if s.o.op.RequestBody == nil {
-		return nil
+// formType is the media type of the OAuth endpoints' bodies.
+const formType = "application/x-www-form-urlencoded"
+
+// oauthClient reports whether an operation authenticates OAuth clients:
+// with HTTP Basic or, the empty alternative, in its form.
+func oauthClient(op *openapi3.Operation) bool {
+	if op.Security == nil {
+		return false
 	}
-	return s.o.op.RequestBody.Value.Content.Get("application/json").Schema.Value
+	for _, req := range *op.Security {
+		if _, ok := req["ClientSecretBasic"]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// bodySchemas are the operation's body media type and the schemas a body
+// may follow: the alternatives of a oneOf (the token endpoint's grants),
+// each swept on its own, or the one schema.
+func (s *edgeSweep) bodySchemas() (string, []*openapi3.Schema) {
+	if s.o.op.RequestBody == nil {
+		return "", nil
+	}
+	media := "application/json"
+	mt := s.o.op.RequestBody.Value.Content.Get(media)
+	if mt == nil {
+		media, mt = formType, s.o.op.RequestBody.Value.Content.Get(formType)
+	}
+	schema := mt.Schema.Value
+	if len(schema.OneOf) == 0 {
+		return media, []*openapi3.Schema{schema}
+	}
+	var out []*openapi3.Schema
+	for _, alt := range schema.OneOf {
+		out = append(out, alt.Value)
+	}
+	return media, out
 }
 
 // sample is a valid value for a member or parameter: the sweep's own, the
@@ -125,31 +164,46 @@ func (s *edgeSweep) sample(name string, schema *openapi3.Schema, example any) an
 			return ex
 		}
 	}
+	if len(schema.Enum) > 0 {
+		return schema.Enum[0]
+	}
+	if schema.MaxLength != nil && *schema.MaxLength == 0 {
+		return ""
+	}
 	return strings.Repeat("a", max(1, int(schema.MinLength)))
 }
 
-func (s *edgeSweep) baseline() edgeRequest {
+// baseline is a valid request, with body a valid one of the schema. An
+// OAuth client authenticates in the form (client_secret_post), so that
+// the body's members are swept with the credentials among them.
+func (s *edgeSweep) baseline(media string, body *openapi3.Schema) edgeRequest {
 	r := edgeRequest{params: map[string]string{}, body: noBody, header: http.Header{}, clean: true}
 	for _, p := range s.o.params {
 		if _, ok := s.values[p.Name]; ok || p.Required {
 			r.params[p.Name] = fmt.Sprint(s.sample(p.Name, p.Schema.Value, p.Example))
 		}
 	}
-	if s.secured() {
+	if s.secured() && !oauthClient(s.o.op) {
 		r.header.Set("R-Auth", s.jwt)
 	}
-	if schema := s.bodySchema(); schema != nil {
+	if body != nil {
 		obj := map[string]any{}
-		for _, prop := range slices.Sorted(maps.Keys(schema.Properties)) {
-			obj[prop] = s.sample(prop, schema.Properties[prop].Value, nil)
+		for _, prop := range slices.Sorted(maps.Keys(body.Properties)) {
+			obj[prop] = s.sample(prop, body.Properties[prop].Value, nil)
 		}
-		r.body, r.ctype = obj, "application/json"
+		r.body, r.ctype, r.form = obj, media, media == formType
 	}
 	return r
 }
 
 func (s *edgeSweep) run() {
-	base := s.baseline()
+	media, bodies := s.bodySchemas()
+	var first *openapi3.Schema
+	if len(bodies) > 0 {
+		first = bodies[0]
+	}
+	base := s.baseline(media, first)
+	s.base = base
 	s.send(base)
 
 	for _, p := range s.o.params {
@@ -165,7 +219,11 @@ func (s *edgeSweep) run() {
 		}
 	}
 
-	if schema := s.bodySchema(); schema != nil {
+	for _, schema := range bodies {
+		if media == formType {
+			s.formEdges(s.baseline(media, schema), schema)
+			continue
+		}
 		obj := base.body.(map[string]any)
 		for _, prop := range slices.Sorted(maps.Keys(schema.Properties)) {
 			for _, v := range memberEdges(schema.Properties[prop].Value, obj[prop]) {
@@ -202,7 +260,10 @@ func (s *edgeSweep) run() {
 		}
 	}
 
-	if s.secured() {
+	switch {
+	case oauthClient(s.o.op):
+		s.clientEdges(base)
+	case s.secured():
 		for _, h := range []http.Header{
 			{},
 			{"Authorization": {"Bearer " + s.jwt}},
@@ -218,6 +279,116 @@ func (s *edgeSweep) run() {
 			s.send(r)
 		}
 	}
+}
+
+// formEdges sweeps a form body: each parameter's values at and past its
+// bounds, missing, repeated (which the server refuses and the document
+// cannot see) and spelt in another case (an unknown parameter, ignored),
+// unknown parameters, bodies that are no form, and media types.
+func (s *edgeSweep) formEdges(base edgeRequest, schema *openapi3.Schema) {
+	s.send(base)
+	obj := base.body.(map[string]any)
+	for _, prop := range slices.Sorted(maps.Keys(schema.Properties)) {
+		for _, v := range memberEdges(schema.Properties[prop].Value, obj[prop]) {
+			if v, ok := v.(string); ok {
+				r := base.clone()
+				r.body.(map[string]any)[prop] = v
+				s.send(r)
+			}
+		}
+		r := base.clone()
+		delete(r.body.(map[string]any), prop)
+		s.send(r)
+		r = base.clone()
+		r.body.(map[string]any)[prop] = []string{fmt.Sprint(obj[prop]), fmt.Sprint(obj[prop])}
+		r.clean = false
+		s.send(r)
+		r = base.clone()
+		r.body.(map[string]any)[strings.ToUpper(prop[:1])+prop[1:]] = obj[prop]
+		s.send(r)
+	}
+	for _, extra := range []string{"extra", "", "id", "scope "} {
+		r := base.clone()
+		r.body.(map[string]any)[extra] = "x"
+		s.send(r)
+	}
+	for _, raw := range []string{"", "%zz", "a=%", "grant_type=client_credentials;x=1", "=", "&&", `{"grant_type":"client_credentials"}`} {
+		r := base.clone()
+		r.body = rawBody(raw)
+		s.send(r)
+	}
+	for _, ct := range []string{"application/x-www-form-urlencoded; charset=utf-8", "Application/X-WWW-Form-Urlencoded"} {
+		r := base.clone()
+		r.ctype = ct
+		s.send(r)
+	}
+	for _, ct := range []string{"", "text/plain", "application/json", "multipart/form-data", "application/x-www-form-urlencoded; charset"} {
+		r := base.clone()
+		r.ctype, r.clean = ct, false // the document cannot tell a malformed media type
+		s.send(r)
+	}
+}
+
+// clientEdges sweeps an OAuth client's authentication: Basic instead of
+// the form's credentials, good and bad, and both at once, which the
+// server refuses (400) and the document cannot see.
+func (s *edgeSweep) clientEdges(base edgeRequest) {
+	id, secret := s.values["client_id"], s.values["client_secret"]
+	withoutSecret := func(keepID bool) edgeRequest {
+		r := base.clone()
+		if obj, ok := r.body.(map[string]any); ok {
+			delete(obj, "client_secret")
+			if !keepID {
+				delete(obj, "client_id")
+			}
+		}
+		return r
+	}
+	for _, tc := range []struct {
+		header http.Header
+		keepID bool
+	}{
+		{basic(id, secret), false},
+		{basic(id, secret), true},
+		{basic(id, secret+"x"), false},
+		{basic(s.values["id"], secret), false},
+		{basic(id, ""), false},
+		{http.Header{"Authorization": {"Basic !!!"}}, false},
+		{http.Header{"Authorization": {"Basic " + base64.StdEncoding.EncodeToString([]byte(id))}}, false},
+		{http.Header{"Authorization": {"Bearer " + s.jwt}}, false},
+		{http.Header{"R-Auth": {s.jwt}}, false},
+		{http.Header{}, false},
+	} {
+		r := withoutSecret(tc.keepID)
+		r.header = tc.header
+		s.send(r)
+	}
+	r := base.clone() // both methods
+	r.header, r.clean = basic(id, secret), false
+	s.send(r)
+	r = withoutSecret(false) // Basic naming one client, the form another
+	r.body.(map[string]any)["client_id"] = s.values["id"]
+	r.header, r.clean = basic(id, secret), false
+	s.send(r)
+}
+
+// rawBody is a body sent as it is.
+type rawBody string
+
+// encodeForm encodes a form body: a list is the parameter repeated, nil
+// leaves it out, anything else is its text.
+func encodeForm(obj map[string]any) []byte {
+	v := url.Values{}
+	for name, x := range obj {
+		switch x := x.(type) {
+		case nil:
+		case []string:
+			v[name] = x
+		default:
+			v.Set(name, fmt.Sprint(x))
+		}
+	}
+	return []byte(v.Encode())
 }
 
 // paramEdges are values at and past a parameter's bounds; nil leaves it out.
@@ -295,11 +466,22 @@ func (s *edgeSweep) send(r edgeRequest) {
 		path += "?" + query.Encode()
 	}
 	var body []byte
-	if r.body != noBody {
+	switch {
+	case r.body == noBody:
+	case r.form:
+		if raw, ok := r.body.(rawBody); ok {
+			body = []byte(raw)
+		} else {
+			body = encodeForm(r.body.(map[string]any))
+		}
+		if r.ctype != "" {
+			h.Set("Content-Type", r.ctype)
+		}
+	default:
 		if obj, ok := r.body.(map[string]any); ok {
 			obj = maps.Clone(obj)
 			for _, m := range uniqueMembers {
-				if v, ok := obj[m].(string); ok && v == s.baseline().body.(map[string]any)[m] {
+				if v, ok := obj[m].(string); ok && v == s.base.body.(map[string]any)[m] {
 					obj[m] = fmt.Sprintf("%s-%d", v, s.sent)
 				}
 			}

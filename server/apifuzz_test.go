@@ -3,6 +3,7 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/getkin/kin-openapi/openapi3"
 
+	"keygate/api"
 	"keygate/keys"
 	"keygate/server"
 )
@@ -124,7 +126,7 @@ type fuzzOp struct {
 }
 
 func newAPIFuzzer(tb testing.TB) *apiFuzzer {
-	e := newEnv(tb, withMaxBody(fuzzBodyLimit), withLimits(server.RateLimits{
+	e := newEnv(tb, withMaxBody(fuzzBodyLimit), withPublicURL(), withLimits(server.RateLimits{
 		LoginFailuresPerMinute: 2, LoginPerKeyPerMinute: 2, RefreshPerFamilyPerMinute: 1, APIPerMinute: 3,
 	}))
 	c := mustContract(tb)
@@ -156,7 +158,7 @@ func (fz *apiFuzzer) run(t *testing.T, program []byte) {
 	fz.programs++
 	e.clock.Advance(time.Minute) // every rate-limit bucket refills
 	r := &fuzzRun{
-		t: t, fz: fz, in: &chooser{data: program}, pool: map[string][]string{},
+		t: t, fz: fz, in: &chooser{data: program}, pool: map[string][]string{}, owners: map[string]string{},
 		addr: fmt.Sprintf("198.18.%d.%d:4%04d", fz.programs/250%250, fz.programs%250+1, fz.programs%10000),
 	}
 	// Partner A has an active company with an externalId, partner B a
@@ -176,13 +178,16 @@ func (fz *apiFuzzer) run(t *testing.T, program []byte) {
 		r.remember("keyId", pk.ID, ck.ID)
 		r.remember("apiKey", pk.APIKey.Reveal(), ck.APIKey.Reveal())
 		r.remember("externalId", ext)
-		for _, key := range []keys.NewKey{pk, ck} {
+		for j, key := range []keys.NewKey{pk, ck} {
 			pair, err := e.tokens.Login(ctx, key.APIKey.Reveal(), "192.0.2.1")
 			if err != nil {
 				t.Fatalf("Login: %v", err)
 			}
+			client := []string{p.ID, co.ID}[j] + "\x00" + key.APIKey.Reveal()
+			r.remember("client", client)
 			r.remember("jwt", pair.JWT.Reveal())
 			r.remember("refreshToken", pair.RefreshToken.Reveal())
+			r.owners[pair.RefreshToken.Reveal()] = client
 		}
 		if i == 1 {
 			if err := e.keys.DisableCompany(ctx, keys.Operator, p.ID, co.ID); err != nil {
@@ -242,13 +247,30 @@ type fuzzRun struct {
 	// pool holds values the API handed out, by member name, most recent
 	// last: valid requests reuse them (ids, keys, tokens, cursors).
 	pool map[string][]string
+	// owners are the OAuth clients ("id\x00secret", as in the "client"
+	// pool) of the refresh tokens the run started with.
+	owners map[string]string
 }
 
 // aliases name the pool a parameter or member draws from when the values
 // that fit it come under another name.
-var aliases = map[string]string{"cursor": "nextCursor", "If-None-Match": "ETag"}
+var aliases = map[string]string{
+	"cursor": "nextCursor", "If-None-Match": "ETag",
+	"client_id": "id", "client_secret": "apiKey", "refresh_token": "refreshToken",
+}
+
+// poolsOf are the pools besides its own a response member's values join:
+// the OAuth face's snake_case tokens are the JSON face's, and any token
+// is one to introspect or revoke.
+var poolsOf = map[string][]string{
+	"access_token": {"jwt", "token"}, "refresh_token": {"refreshToken", "token"},
+	"jwt": {"token"}, "refreshToken": {"token"},
+}
 
 func (r *fuzzRun) remember(name string, values ...string) {
+	for _, also := range poolsOf[name] {
+		r.remember(also, values...)
+	}
 	for _, v := range values {
 		vs := slices.DeleteFunc(r.pool[name], func(s string) bool { return s == v })
 		if len(vs) >= 24 {
@@ -321,13 +343,21 @@ func (r *fuzzRun) operation(o *fuzzOp) {
 			}
 		}
 	}
-	r.credential(h, o.op.Security != nil && len(*o.op.Security) > 0)
+	oauth := oauthClient(o.op)
+	if !oauth {
+		r.credential(h, o.op.Security != nil && len(*o.op.Security) > 0)
+	}
 	var body []byte
-	if o.op.RequestBody != nil {
+	switch {
+	case oauth:
+		var ok bool
+		body, ok = r.oauthRequest(o.op.RequestBody.Value, h)
+		clean = clean && ok
+	case o.op.RequestBody != nil:
 		var ok bool
 		body, ok = r.body(o.op.RequestBody.Value, h)
 		clean = clean && ok
-	} else if r.in.oneIn(10) { // a body where none is expected is ignored, unless too large
+	case r.in.oneIn(10): // a body where none is expected is ignored, unless too large
 		body = []byte(pick(r.in, []string{`{"name":"x"}`, "junk", strings.Repeat("x", fuzzBodyLimit+1)}))
 		h.Set("Content-Type", "application/json")
 		clean = false
@@ -548,6 +578,114 @@ func (r *fuzzRun) body(rb *openapi3.RequestBody, h http.Header) ([]byte, bool) {
 	return b, ok
 }
 
+// oauthRequest makes an OAuth endpoint's form body and its client
+// authentication: in the form (client_secret_post) or in Basic, mostly a
+// client's own id and secret (for a refresh token, often its owner's),
+// sometimes another's, a malformed header, none, or both methods at once,
+// which the server refuses and the document cannot see. False if
+// anything was mutated.
+func (r *fuzzRun) oauthRequest(rb *openapi3.RequestBody, h http.Header) ([]byte, bool) {
+	s := rb.Content.Get(formType).Schema.Value
+	v, ok := r.valid("", s)
+	obj, _ := v.(map[string]any)
+	client := pick(r.in, r.pool["client"])
+	if owner, known := r.owners[fmt.Sprint(obj["refresh_token"])]; known && r.in.oneIn(2) {
+		client = owner
+	}
+	id, secret, _ := strings.Cut(client, "\x00")
+	switch r.in.intn(8) {
+	case 0, 1, 2: // client_secret_post
+		obj["client_id"], obj["client_secret"] = id, secret
+	case 3, 4, 5: // client_secret_basic, naming the client in the form or not
+		delete(obj, "client_secret")
+		if r.in.oneIn(2) {
+			delete(obj, "client_id")
+		} else {
+			obj["client_id"] = id
+		}
+		h.Set("Authorization", basic(id, secret).Get("Authorization"))
+	case 6: // whatever the schema gave, and perhaps a header of some kind
+		if r.in.oneIn(2) {
+			other, _, _ := strings.Cut(pick(r.in, r.pool["client"]), "\x00")
+			h.Set("Authorization", pick(r.in, []string{
+				basic(other, secret).Get("Authorization"), basic(id, secret+"x").Get("Authorization"), "Basic !!", "Basic " + base64.StdEncoding.EncodeToString([]byte(id)),
+				"Bearer " + pick(r.in, r.pool["jwt"]), "basic " + base64.StdEncoding.EncodeToString([]byte(id+":"+secret)),
+			}))
+		}
+	default: // no client authentication
+		delete(obj, "client_id")
+		delete(obj, "client_secret")
+	}
+	if r.in.oneIn(3) {
+		ok = false
+		r.mutateForm(obj, s)
+	}
+	if auth := h.Get("Authorization"); auth != "" {
+		if _, both := obj["client_secret"]; both {
+			ok = false // two methods: 400
+		}
+		if named, has := obj["client_id"]; has && named != id {
+			ok = false // two clients: 400
+		}
+	}
+	b := encodeForm(obj)
+	if r.in.oneIn(6) {
+		ok = false
+		b = r.mutateFormText(b)
+	}
+	if r.in.oneIn(8) {
+		ok = false
+		if ct := pick(r.in, []string{"", "application/json", "text/plain", "multipart/form-data", "application/x-www-form-urlencoded; charset"}); ct != "" {
+			h.Set("Content-Type", ct)
+		}
+	} else {
+		h.Set("Content-Type", pick(r.in, []string{formType, formType + "; charset=utf-8", "Application/X-WWW-Form-Urlencoded"}))
+	}
+	return b, ok
+}
+
+// mutateForm breaks a valid form: a parameter missing, empty, too long,
+// repeated (which the document cannot see) or made up, or an unknown one
+// (which both ignore).
+func (r *fuzzRun) mutateForm(obj map[string]any, s *openapi3.Schema) {
+	names := slices.Sorted(maps.Keys(obj))
+	if len(names) == 0 {
+		names = []string{"grant_type", "token"}
+	}
+	name := pick(r.in, names)
+	switch r.in.intn(6) {
+	case 0:
+		delete(obj, name)
+	case 1:
+		obj[name] = ""
+	case 2:
+		obj[name] = strings.Repeat("a", 101+r.in.intn(300))
+	case 3:
+		obj[name] = []string{fmt.Sprint(obj[name]), pick(r.in, []string{fmt.Sprint(obj[name]), "x", ""})}
+	case 4:
+		obj[pick(r.in, []string{"extra", "Grant_type", "TOKEN", "client_id ", ""})] = "x"
+	default:
+		obj[name] = r.randomString(0, 40)
+	}
+}
+
+// mutateFormText breaks a form's text.
+func (r *fuzzRun) mutateFormText(b []byte) []byte {
+	switch r.in.intn(6) {
+	case 0:
+		return b[:r.in.intn(len(b)+1)] // truncated
+	case 1:
+		return append(b, pick(r.in, []string{"%", "%zz", ";x=1", "&%gg=1"})...)
+	case 2:
+		return bytes.ToUpper(b)
+	case 3:
+		return bytes.Repeat([]byte("a"), fuzzBodyLimit+1+r.in.intn(100)) // over the limit
+	case 4:
+		return slices.Concat(b, []byte("&"), b) // every parameter twice
+	}
+	return []byte(pick(r.in, []string{"", "=", "&&", `{"grant_type":"client_credentials"}`, "grant_type"}))
+}
+
 // mutateValue breaks a valid body in one way the document can see.
 func (r *fuzzRun) mutateValue(obj map[string]any, s *openapi3.Schema) any {
 	props := slices.Sorted(maps.Keys(s.Properties))
@@ -691,8 +829,24 @@ func probe(t *testing.T, h http.Handler, c *contract, method, target string, hea
 		t.Errorf("a server error:\n%s", what())
 	case v.response != nil:
 		t.Errorf("the response contradicts api/openapi.json: %v\n%s", v.response, what())
-	case clean && v.request == nil && (rec.Code == http.StatusBadRequest || rec.Code == http.StatusRequestEntityTooLarge || rec.Code == http.StatusUnsupportedMediaType):
+	case clean && v.request == nil && refusedAsMalformed(rec):
 		t.Errorf("the document accepts this well-formed request; the server refused it:\n%s", what())
 	}
 	return rec
+}
+
+// refusedAsMalformed reports whether the server refused a request for
+// its form: a 413 or 415, or a 400 other than the OAuth token endpoint's
+// invalid_grant, which refuses a well-formed refresh token that is no
+// longer good (as the JSON face answers 401).
+func refusedAsMalformed(rec *httptest.ResponseRecorder) bool {
+	switch rec.Code {
+	case http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType:
+		return true
+	case http.StatusBadRequest:
+		var body struct{ Error string }
+		_ = json.Unmarshal(rec.Body.Bytes(), &body)
+		return body.Error != api.OAuthInvalidGrant
+	}
+	return false
 }

@@ -2,12 +2,15 @@ package server_test
 
 import (
 	"bytes"
+	"cmp"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/getkin/kin-openapi/openapi3"
@@ -29,9 +32,7 @@ func engineRoutes(t *testing.T, h http.Handler) []string {
 	}
 	var out []string
 	for _, r := range engine.Routes() {
-		if !slices.Contains(pendingPaths, r.Path) {
-			out = append(out, r.Method+" "+ginParam.ReplaceAllString(r.Path, "{$1}"))
-		}
+		out = append(out, r.Method+" "+ginParam.ReplaceAllString(r.Path, "{$1}"))
 	}
 	slices.Sort(out)
 	return out
@@ -65,10 +66,11 @@ func routeDrift(served, documented []string) (undocumented, unserved []string) {
 }
 
 // TestOpenAPIRoutesMatchTheEngine: the document lists exactly the routes
-// the Gin engine serves, method by method.
+// the Gin engine serves, method by method, with every optional route on
+// (server.public_url set: the OAuth server metadata).
 func TestOpenAPIRoutesMatchTheEngine(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	e := newEnv(t, withPublicURL())
 	c := mustContract(t)
 	served, documented := engineRoutes(t, e.handler), documentedRoutes(c)
 	undocumented, unserved := routeDrift(served, documented)
@@ -78,18 +80,13 @@ func TestOpenAPIRoutesMatchTheEngine(t *testing.T) {
 	for _, r := range unserved {
 		t.Errorf("api/openapi.json documents %s; the engine does not serve it", r)
 	}
-	if len(served) < 20 {
+	if len(served) < 25 || !slices.Contains(served, "GET /.well-known/oauth-authorization-server") {
 		t.Errorf("only %d routes: %v", len(served), served)
-	}
-	for _, p := range c.paths {
-		if slices.Contains(pendingPaths, p.template) {
-			t.Errorf("%s is documented now: delete it from pendingPaths (contract_test.go)", p.template)
-		}
 	}
 
 	// The comparison sees a route added to the engine and one the
 	// document lists in vain.
-	extra := newEnv(t)
+	extra := newEnv(t, withPublicURL())
 	extra.handler.(*gin.Engine).PUT("/api/v1/companies/:id", func(*gin.Context) {})
 	undocumented, unserved = routeDrift(engineRoutes(t, extra.handler), append(slices.Clone(documented), "GET /api/v1/nowhere"))
 	if !slices.Equal(undocumented, []string{"PUT /api/v1/companies/{id}"}) || !slices.Equal(unserved, []string{"GET /api/v1/nowhere"}) {
@@ -159,6 +156,11 @@ func TestOpenAPIStatusesEverywhere(t *testing.T) {
 				if code == "429" && ref.Value.Headers["Retry-After"] == nil {
 					t.Errorf("%s 429: no Retry-After", name)
 				}
+				if strings.HasPrefix(p.template, "/oauth2/") && code != "413" {
+					if hr := ref.Value.Headers["Pragma"]; hr == nil || !hr.Value.Required {
+						t.Errorf("%s %s: an OAuth endpoint's response without Pragma", name, code)
+					}
+				}
 				if method == http.MethodHead && len(ref.Value.Content) > 0 {
 					t.Errorf("%s %s: a HEAD response with a body", name, code)
 				}
@@ -192,9 +194,11 @@ func TestOpenAPIStatusesEverywhere(t *testing.T) {
 // that its silence on the real ones means something.
 func TestContractCatchesContradictions(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, withLimits(server.RateLimits{LoginFailuresPerMinute: 1}))
+	e := newEnv(t, withLimits(server.RateLimits{LoginFailuresPerMinute: 1}), withPublicURL())
 	c := mustContract(t)
 	a := e.tenant("Acme")
+	const formType = "application/x-www-form-urlencoded"
+	asA := basic(a.partner.ID, a.apiKey)
 
 	type tamper func(x *exchange)
 	setHeader := func(k, v string) tamper { return func(x *exchange) { x.header.Set(k, v) } }
@@ -255,12 +259,47 @@ func TestContractCatchesContradictions(t *testing.T) {
 			"no credential":           func(x *exchange) { x.req.Header.Del("R-Auth") },
 			"externalId missing":      func(x *exchange) { x.body = bytes.Replace(x.body, []byte(`"externalId":null,`), nil, 1) },
 		}},
+		{"OAuth token", request{method: http.MethodPost, path: "/oauth2/token", body: form("grant_type", "client_credentials"), contentType: formType, header: asA}, 200, map[string]tamper{
+			"no Pragma":             delHeader("Pragma"),
+			"lower-case token_type": func(x *exchange) { x.body = bytes.Replace(x.body, []byte(`"Bearer"`), []byte(`"bearer"`), 1) },
+			"keygate's shape":       setBody(`{"jwt":"eyJa.b.c","expirationDate":"2026-06-26T08:11:42.000+00:00","refreshToken":"rt_a","refreshTokenExpiration":"2026-07-26T07:56:42.199+00:00"}`),
+			"accepted a password":   func(x *exchange) { x.reqBody = []byte(form("grant_type", "password")) },
+			"accepted a scope":      func(x *exchange) { x.reqBody = []byte(form("grant_type", "client_credentials", "scope", "orders")) },
+		}},
+		{"OAuth refused client", request{method: http.MethodPost, path: "/oauth2/token", body: form("grant_type", "client_credentials"), contentType: formType, header: basic(a.partner.ID, "pk_nope"), remote: "198.51.100.7:1000"}, 401, map[string]tamper{
+			"Bearer challenge": setHeader("WWW-Authenticate", `Bearer realm="keygate"`),
+			"no challenge":     delHeader("WWW-Authenticate"),
+			"keygate's shape":  setBody(`{"error":"unauthorized","message":"invalid, expired or revoked credentials"}`),
+			"as a 400":         setStatus(http.StatusBadRequest),
+			"no description":   setBody(`{"error":"invalid_client"}`),
+		}},
+		{"OAuth introspection", request{method: http.MethodPost, path: "/oauth2/introspect", body: form("token", a.pair.JWT), contentType: formType, header: asA}, 200, map[string]tamper{
+			"inactive, saying more": setBody(`{"active":false,"sub":"` + a.partner.ID + `"}`),
+			"active, saying less":   setBody(`{"active":true,"token_type":"Bearer"}`),
+			"a string for exp":      func(x *exchange) { x.body = regexp.MustCompile(`"exp":\d+`).ReplaceAll(x.body, []byte(`"exp":"soon"`)) },
+		}},
+		{"OAuth revocation", request{method: http.MethodPost, path: "/oauth2/revoke", body: form("token", "nonsense"), contentType: formType, header: asA}, 200, map[string]tamper{
+			"a body":    setBody(`{}`),
+			"no Pragma": delHeader("Pragma"),
+		}},
+		{"server metadata", request{method: http.MethodGet, path: "/.well-known/oauth-authorization-server"}, 200, map[string]tamper{
+			"no-store": setHeader("Cache-Control", "no-store"),
+			"an authorization grant": func(x *exchange) {
+				x.body = bytes.Replace(x.body, []byte(`"response_types_supported":[]`), []byte(`"response_types_supported":["code"]`), 1)
+			},
+			"no introspection_endpoint": func(x *exchange) {
+				x.body = regexp.MustCompile(`"introspection_endpoint":"[^"]*",`).ReplaceAll(x.body, nil)
+			},
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var read bytes.Buffer
 			req := httptest.NewRequest(tc.r.method, tc.r.path, strings.NewReader(tc.r.body))
 			if tc.r.body != "" {
-				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("Content-Type", cmp.Or(tc.r.contentType, "application/json"))
+			}
+			if tc.r.remote != "" {
+				req.RemoteAddr = tc.r.remote
 			}
 			if tc.r.token != "" {
 				req.Header.Set("R-Auth", tc.r.token)
@@ -337,5 +376,50 @@ func TestHeaderFieldsTooLarge(t *testing.T) {
 		if v := c.check(t.Context(), exchange{req: req, status: resp.StatusCode, header: resp.Header, body: body}); v.response != nil {
 			t.Errorf("%s %s: the 431 contradicts the document: %v", r.method, r.path, v.response)
 		}
+	}
+}
+
+// recordingTB keeps the errors reported to it instead of failing.
+type recordingTB struct {
+	testing.TB
+	mu   sync.Mutex
+	errs []string
+}
+
+func (r *recordingTB) Errorf(format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.errs = append(r.errs, fmt.Sprintf(format, args...))
+}
+
+// TestValidatedCatchesContradictions: the wrapper that holds a real
+// listener's exchanges to the document reports one it does not describe,
+// and stays silent on keygate's own.
+func TestValidatedCatchesContradictions(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	rec := &recordingTB{TB: t}
+	watched := *e
+	watched.t = rec
+	h := watched.validated(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/health" {
+			w.WriteHeader(http.StatusTeapot)
+			return
+		}
+		e.handler.ServeHTTP(w, r)
+	}))
+	ts := httptest.NewServer(h)
+	t.Cleanup(ts.Close)
+	for _, path := range []string{"/ready", "/health"} {
+		resp, err := ts.Client().Get(ts.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.errs) != 1 || !strings.Contains(rec.errs[0], "GET /health answered 418") {
+		t.Errorf("reported %q, want only the 418 of /health", rec.errs)
 	}
 }
