@@ -8,14 +8,19 @@
 //	resp, err := hc.Get("https://orders.example/orders")
 //
 // The client logs in on first use and refreshes ahead of expiry, by
-// default once 80% of the token's lifetime has passed. However many
-// goroutines need a token at once, one login or refresh runs. A refresh
-// token keygate refuses (expired, revoked, reused) is replaced by a new
-// login with the API key; a refresh whose response was lost is retried
-// with the same token, which keygate's grace window answers with the same
-// successor. keygate's 429 is waited out, per Retry-After, while the
-// caller's context allows. A downstream 401 causes one forced refresh and
-// one retry, when the request can be sent again.
+// default once 80% of the token's lifetime has passed, in the background:
+// while the token is valid, callers get it at once, even if keygate hangs.
+// However many goroutines need a token at once, one login or refresh runs,
+// on a context of its own (bounded by 30 s), so a caller giving up does not
+// lose what keygate answers. A refresh token keygate refuses (expired,
+// revoked, reused) is replaced by a new login with the API key; a refresh
+// whose response was lost is retried with the same token, which keygate's
+// grace window answers with the same successor; renewals that fail ahead
+// of expiry are retried with exponential backoff while the token lasts.
+// After keygate's 429 the client sends no login or refresh until
+// Retry-After has passed: callers whose context allows wait for it, the
+// others get the 429's *APIError at once. A downstream 401 causes one
+// forced refresh and one retry, when the request can be sent again.
 //
 // Errors from keygate are *APIError. The client never logs or prints its
 // API key or its tokens. It imports neither Gin nor a database.
@@ -103,6 +108,10 @@ type Client struct {
 	renewing   *renewal  // the login or refresh under way
 	gen        int       // counts Logouts: a renewal started before one is dropped
 	lastForced time.Time // the last renewal a downstream 401 forced
+	failures   int       // renewals ahead of expiry failed in a row
+	retryAt    time.Time // no renewal ahead of expiry before then
+	notBefore  time.Time // keygate's 429: no login or refresh before then
+	limited    *APIError // that 429
 }
 
 // String names the client's keygate, and nothing secret.
@@ -145,15 +154,16 @@ func New(cfg Config) (*Client, error) {
 
 // Limits of the calls to keygate.
 const (
-	maxResponseBytes = 1 << 20 // keygate's largest response is a page of 200 companies
-	maxRateWaits     = 5       // 429s waited out in one call
+	maxResponseBytes = 1 << 20         // keygate's largest response is a page of 200 companies
+	maxRateWaits     = 5               // 429s waited out in one call
+	maxRetryAfter    = 2 * time.Minute // the longest Retry-After believed
 )
 
 // do sends one request to keygate: body (if not nil) as JSON, token (if
-// not empty) in R-Auth, and decodes a 2xx body into out (if not nil).
-// keygate's 429 is waited out while ctx allows; any other error status
-// is an *APIError.
-func (c *Client) do(ctx context.Context, method, path string, body, out any, token string) error {
+// not empty) in R-Auth, and decodes a 2xx body into out (if not nil). With
+// waitLimited, keygate's 429 is waited out while ctx allows; any other
+// error status is an *APIError.
+func (c *Client) do(ctx context.Context, method, path string, body, out any, token string, waitLimited bool) error {
 	var payload []byte
 	if body != nil {
 		var err error
@@ -183,7 +193,7 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any, tok
 		}
 		err = c.read(resp, out)
 		var ae *APIError
-		if !errors.As(err, &ae) || ae.Status != http.StatusTooManyRequests || waits == maxRateWaits {
+		if !waitLimited || !errors.As(err, &ae) || ae.Status != http.StatusTooManyRequests || waits == maxRateWaits {
 			return err
 		}
 		if werr := waitRetryAfter(ctx, ae.RetryAfter); werr != nil {
@@ -213,10 +223,26 @@ func (c *Client) read(resp *http.Response, out any) error {
 	if json.Unmarshal(body, &e) == nil && e.Error != "" {
 		ae.Code, ae.Message = e.Error, e.Message
 	}
-	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s >= 0 {
-		ae.RetryAfter = time.Duration(s) * time.Second
-	}
+	ae.RetryAfter = c.retryAfter(resp.Header.Get("Retry-After"))
 	return ae
+}
+
+// retryAfter reads a Retry-After header, seconds or an HTTP date, capped
+// at maxRetryAfter; zero if absent or unreadable.
+func (c *Client) retryAfter(h string) time.Duration {
+	if h == "" {
+		return 0
+	}
+	if s, err := strconv.ParseUint(h, 10, 63); err == nil || errors.Is(err, strconv.ErrRange) {
+		if err != nil || s > uint64(maxRetryAfter/time.Second) {
+			return maxRetryAfter
+		}
+		return time.Duration(s) * time.Second
+	}
+	if at, err := http.ParseTime(h); err == nil {
+		return min(max(at.Sub(c.now()), 0), maxRetryAfter)
+	}
+	return 0
 }
 
 // waitRetryAfter waits d (at least a second) unless ctx would end first:

@@ -21,7 +21,7 @@ func (c *Client) authed(ctx context.Context, method, path string, body, out any)
 	if err != nil {
 		return err
 	}
-	err = c.do(ctx, method, path, body, out, s.jwt)
+	err = c.do(ctx, method, path, body, out, s.jwt, true)
 	var ae *APIError
 	if !errors.As(err, &ae) || ae.Status != http.StatusUnauthorized {
 		return err
@@ -30,7 +30,7 @@ func (c *Client) authed(ctx context.Context, method, path string, body, out any)
 	if ferr != nil {
 		return err
 	}
-	return c.do(ctx, method, path, body, out, fresh.jwt)
+	return c.do(ctx, method, path, body, out, fresh.jwt, true)
 }
 
 // CreateCompany creates a company; externalID may be empty. The company's

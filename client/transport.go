@@ -5,14 +5,17 @@ package client
 import (
 	"io"
 	"net/http"
+	"net/url"
+	"strings"
 )
 
 // HTTPClient returns an http.Client whose requests carry the access token
 // in R-Auth, sent through base (http.DefaultTransport if nil). A request
 // answered 401 is sent once more with a freshly refreshed token, if it can
 // be sent again: it has no body, or GetBody set (as http.NewRequest sets
-// for bytes, strings and bytes.Buffer bodies). Redirects to another host
-// do not get the token.
+// for bytes, strings and bytes.Buffer bodies). A redirect gets the token
+// only if it stays on the scheme and host of the request the caller made,
+// however many hops it took to get there.
 //
 // Use it for R-Auth services only: every host it calls sees the token.
 func (c *Client) HTTPClient(base http.RoundTripper) *http.Client {
@@ -28,8 +31,8 @@ type transport struct {
 }
 
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.Response != nil && req.Response.Request != nil && req.Response.Request.URL.Host != req.URL.Host {
-		return t.base.RoundTrip(req) // a redirect to another host: no token
+	if !sameOrigin(originOf(req).URL, req.URL) {
+		return t.base.RoundTrip(req) // a redirect to another host or scheme: no token
 	}
 	s, err := t.c.session(req.Context(), "")
 	if err != nil {
@@ -69,4 +72,30 @@ func withToken(req *http.Request, token string) *http.Request {
 // replayable reports whether req can be sent again.
 func replayable(req *http.Request) bool {
 	return req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+}
+
+// originOf is the request the caller made, of which req may be a redirect,
+// a hop or several away: http.Client links each redirect to the response
+// that caused it.
+func originOf(req *http.Request) *http.Request {
+	for req.Response != nil && req.Response.Request != nil {
+		req = req.Response.Request
+	}
+	return req
+}
+
+// sameOrigin reports whether a and b have one scheme, host and port.
+func sameOrigin(a, b *url.URL) bool {
+	return strings.EqualFold(a.Scheme, b.Scheme) && strings.EqualFold(a.Hostname(), b.Hostname()) && portOf(a) == portOf(b)
+}
+
+// portOf is u's port, the scheme's default if it names none.
+func portOf(u *url.URL) string {
+	if p := u.Port(); p != "" {
+		return p
+	}
+	if strings.EqualFold(u.Scheme, "https") {
+		return "443"
+	}
+	return "80"
 }

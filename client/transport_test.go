@@ -1,14 +1,21 @@
 package client_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"keygate/client"
 )
@@ -143,28 +150,155 @@ func TestDownstream401ForcesOneRefresh(t *testing.T) {
 	}
 }
 
-func TestNoTokenOnRedirectToAnotherHost(t *testing.T) {
+// hop is a server recording whether each request carried R-Auth, and
+// answering by its path: /to/<url-escaped URL> redirects there.
+type hop struct {
+	srv  *httptest.Server
+	mu   sync.Mutex
+	seen []bool // whether each request carried R-Auth
+}
+
+func newHop(t *testing.T) *hop {
+	t.Helper()
+	h := &hop{}
+	h.srv = httptest.NewServer(h)
+	t.Cleanup(h.srv.Close)
+	return h
+}
+
+func (h *hop) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.mu.Lock()
+	h.seen = append(h.seen, r.Header.Get("R-Auth") != "")
+	h.mu.Unlock()
+	if to, ok := strings.CutPrefix(r.URL.Path, "/to/"); ok {
+		target, err := url.PathUnescape(to)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		http.Redirect(w, r, target, http.StatusFound)
+	}
+}
+
+func (h *hop) requests() []bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]bool(nil), h.seen...)
+}
+
+// via is a path on srv that redirects to target.
+func via(srvURL, target string) string { return srvURL + "/to/" + url.PathEscape(target) }
+
+// TestRedirectsKeepTheTokenHome: a redirect gets R-Auth only on the scheme
+// and host of the request the caller made: not on another host, and not on
+// that host's own redirects either (A -> B -> B).
+func TestRedirectsKeepTheTokenHome(t *testing.T) {
 	k := startKeygate(t)
 	c := newClient(t, k, client.Config{})
-	var gotOther string
-	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { gotOther = r.Header.Get("R-Auth") }))
-	defer other.Close()
-	otherURL := strings.Replace(other.URL, "127.0.0.1", "localhost", 1) // another host, same machine
-	var gotFirst string
-	first := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		gotFirst = r.Header.Get("R-Auth")
-		http.Redirect(w, r, otherURL, http.StatusFound)
-	}))
-	defer first.Close()
-	resp, err := c.HTTPClient(nil).Get(first.URL)
+	a, b := newHop(t), newHop(t)
+	bURL := strings.Replace(b.srv.URL, "127.0.0.1", "localhost", 1) // another host, same machine
+	for _, tc := range []struct {
+		name         string
+		url          string
+		wantA, wantB []bool // R-Auth on each request A and B saw
+	}{
+		{"A -> A", via(a.srv.URL, a.srv.URL+"/end"), []bool{true, true}, nil},
+		{"A -> B", via(a.srv.URL, bURL+"/end"), []bool{true}, []bool{false}},
+		{"A -> B -> B", via(a.srv.URL, via(bURL, bURL+"/end")), []bool{true}, []bool{false, false}},
+		{"A -> B -> A", via(a.srv.URL, via(bURL, a.srv.URL+"/end")), []bool{true, true}, []bool{false}},
+		{"A -> B -> B -> B", via(a.srv.URL, via(bURL, via(bURL, bURL+"/end"))), []bool{true}, []bool{false, false, false}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a.mu.Lock()
+			a.seen = nil
+			a.mu.Unlock()
+			b.mu.Lock()
+			b.seen = nil
+			b.mu.Unlock()
+			resp, err := c.HTTPClient(nil).Get(tc.url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = resp.Body.Close()
+			if got := a.requests(); !slices.Equal(got, tc.wantA) {
+				t.Errorf("R-Auth on A's requests: %v, want %v", got, tc.wantA)
+			}
+			if got := b.requests(); !slices.Equal(got, tc.wantB) {
+				t.Errorf("R-Auth on B's requests: %v, want %v", got, tc.wantB)
+			}
+		})
+	}
+}
+
+// TestNoTokenOnDowngrade: a redirect from https to http on the same host
+// and port does not get R-Auth: it would cross the network in the clear.
+func TestNoTokenOnDowngrade(t *testing.T) {
+	k := startKeygate(t)
+	c := newClient(t, k, client.Config{})
+	tlsSrv := httptest.NewTLSServer(http.NotFoundHandler()) // for its certificate and a client trusting it
+	tlsSrv.Close()
+	var mu sync.Mutex
+	var seen []string
+	srv := &http.Server{
+		ReadHeaderTimeout: 5 * time.Second,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			seen = append(seen, fmt.Sprintf("%s %s %t", map[bool]string{true: "https", false: "http"}[r.TLS != nil], r.URL.Path, r.Header.Get("R-Auth") != ""))
+			mu.Unlock()
+			if r.URL.Path == "/start" {
+				http.Redirect(w, r, "http://"+r.Host+"/plain", http.StatusFound)
+			}
+		}),
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(tlsOrPlain{ln, tlsSrv.TLS}) }()
+	t.Cleanup(func() { _ = srv.Close() })
+
+	resp, err := c.HTTPClient(tlsSrv.Client().Transport).Get("https://" + ln.Addr().String() + "/start")
 	if err != nil {
 		t.Fatal(err)
 	}
 	_ = resp.Body.Close()
-	if gotFirst == "" || gotOther != "" {
-		t.Errorf("R-Auth to the first host %t, to the redirect's host %t; want true, false", gotFirst != "", gotOther != "")
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{"https /start true", "http /plain false"}; fmt.Sprint(seen) != fmt.Sprint(want) {
+		t.Errorf("the server saw %q, want %q", seen, want)
 	}
 }
+
+// tlsOrPlain serves TLS and plain HTTP on one listener, by the first byte
+// each connection sends (22 opens a TLS handshake).
+type tlsOrPlain struct {
+	net.Listener
+	config *tls.Config
+}
+
+func (l tlsOrPlain) Accept() (net.Conn, error) {
+	conn, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(conn)
+	first, err := br.Peek(1)
+	_ = conn.SetReadDeadline(time.Time{})
+	peeked := &peekedConn{Conn: conn, r: br}
+	if err == nil && first[0] == 22 {
+		return tls.Server(peeked, l.config), nil
+	}
+	return peeked, nil
+}
+
+// peekedConn reads first what was peeked from it.
+type peekedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *peekedConn) Read(b []byte) (int, error) { return c.r.Read(b) }
 
 func TestTransportDoesNotChangeTheRequest(t *testing.T) {
 	k := startKeygate(t)
