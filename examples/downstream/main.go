@@ -7,8 +7,10 @@
 // GET /whoami with a valid R-Auth token answers 200 and who the token
 // speaks for, {"kind","sub","partnerId","companyId"} (companyId for
 // companies only). Any request without a valid token gets keygate's 401:
-// {"error":"unauthorized","message":...}. It logs to stderr, first the
-// address it listens on.
+// {"error":"unauthorized","message":...}. With a valid token, other paths
+// get 404 and other methods on /whoami 405 (with Allow), in the same
+// shape: {"error":"not_found",...}, {"error":"method_not_allowed",...}. It
+// logs to stderr, first the address it listens on.
 package main
 
 import (
@@ -23,6 +25,7 @@ import (
 	"syscall"
 	"time"
 
+	"keygate/api"
 	"keygate/verify"
 )
 
@@ -42,8 +45,11 @@ func run(ctx context.Context, keygateURL, addr string) error {
 	if err != nil {
 		return err
 	}
+	defer func() { _ = v.Close() }()
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /whoami", whoami)
+	mux.HandleFunc("/whoami", methodNotAllowed("GET, HEAD"))
+	mux.HandleFunc("/", notFound)
 
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -79,6 +85,27 @@ func whoami(w http.ResponseWriter, r *http.Request) {
 		PartnerID string `json:"partnerId"`
 		CompanyID string `json:"companyId,omitempty"`
 	}{c.Kind, c.Subject, c.PartnerID, c.CompanyID})
+}
+
+// notFound answers a path the service does not have in keygate's error
+// shape, rather than the standard library's text.
+func notFound(w http.ResponseWriter, _ *http.Request) {
+	writeError(w, http.StatusNotFound, api.CodeNotFound, "no such route")
+}
+
+// methodNotAllowed answers another method on a route, saying which it
+// allows.
+func methodNotAllowed(allow string) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Allow", allow)
+		writeError(w, http.StatusMethodNotAllowed, api.CodeMethodNotAllowed, "method not allowed on this route (see Allow)")
+	}
+}
+
+func writeError(w http.ResponseWriter, status int, code, message string) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(api.Error{Error: code, Message: message})
 }
 
 func env(name, fallback string) string {

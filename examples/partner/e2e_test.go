@@ -60,6 +60,29 @@ func binaries(t *testing.T) (partner, downstream string) {
 	return filepath.Join(binDir, "partner"), filepath.Join(binDir, "downstream")
 }
 
+var (
+	keygateOnce sync.Once
+	keygateBin  string
+	keygateErr  error
+)
+
+// keygateBinary builds keygate itself once per test run, as its own e2e
+// tests do.
+func keygateBinary(t *testing.T) string {
+	t.Helper()
+	binaries(t) // makes binDir
+	keygateOnce.Do(func() {
+		keygateBin = filepath.Join(binDir, "keygate")
+		if out, err := exec.Command("go", "build", "-o", keygateBin, "keygate").CombinedOutput(); err != nil {
+			keygateErr = fmt.Errorf("building keygate: %v\n%s", err, out)
+		}
+	})
+	if keygateErr != nil {
+		t.Fatal(keygateErr)
+	}
+	return keygateBin
+}
+
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if binDir != "" {
@@ -143,7 +166,15 @@ func (p *process) output() (string, string) {
 
 func start(t *testing.T, bin string, env []string, args ...string) *process {
 	t.Helper()
+	return startIn(t, "", bin, env, args...)
+}
+
+// startIn runs bin in dir (the test's own if empty), with env added to the
+// test's environment.
+func startIn(t *testing.T, dir, bin string, env []string, args ...string) *process {
+	t.Helper()
 	p := &process{cmd: exec.Command(bin, args...), lines: make(chan string, 100), done: make(chan struct{})}
+	p.cmd.Dir = dir
 	p.cmd.Env = append(os.Environ(), env...)
 	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {
@@ -256,7 +287,12 @@ func TestBuildsNeitherGinNorADatabase(t *testing.T) {
 	}
 	for dep := range strings.Lines(string(out)) {
 		dep = strings.TrimSpace(dep)
-		for _, banned := range []string{"github.com/gin-gonic/", "github.com/mattn/go-sqlite3", "github.com/jackc/pgx", "keygate/server", "keygate/sqlite", "keygate/store", "keygate/tokens", "keygate/keys", "keygate/gateway"} {
+		for _, banned := range []string{
+			"github.com/gin-gonic/", "github.com/mattn/go-sqlite3", "github.com/jackc/pgx", "github.com/prometheus/",
+			"github.com/spf13/viper", "github.com/spf13/cobra", "github.com/go-jose/", "github.com/getkin/",
+			"keygate/server", "keygate/sqlite", "keygate/postgres", "keygate/metrics", "keygate/store", "keygate/memstore",
+			"keygate/tokens", "keygate/keys", "keygate/gateway",
+		} {
 			if strings.HasPrefix(dep, banned) {
 				t.Errorf("the examples build %s", dep)
 			}
@@ -296,6 +332,37 @@ func TestDownstreamExample(t *testing.T) {
 		}
 	}
 
+	// With a valid token, what the service does not have is answered in
+	// keygate's error shape too.
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		code         string
+	}{
+		{http.MethodGet, "/other", http.StatusNotFound, api.CodeNotFound},
+		{http.MethodPost, "/whoami", http.StatusMethodNotAllowed, api.CodeMethodNotAllowed},
+	} {
+		req, err := http.NewRequest(tc.method, url+tc.path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("R-Auth", pair.JWT.Reveal())
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e api.Error
+		err = json.NewDecoder(resp.Body).Decode(&e)
+		_ = resp.Body.Close()
+		if resp.StatusCode != tc.status || err != nil || e.Error != tc.code || e.Message == "" ||
+			resp.Header.Get("Content-Type") != "application/json; charset=utf-8" {
+			t.Errorf("%s %s: %d %+v (%v)", tc.method, tc.path, resp.StatusCode, e, err)
+		}
+		if tc.status == http.StatusMethodNotAllowed && resp.Header.Get("Allow") == "" {
+			t.Errorf("%s %s: no Allow header", tc.method, tc.path)
+		}
+	}
+
 	jwt := pair.JWT.Reveal()
 	for name, req := range map[string][2]string{
 		"no token":           {"/whoami", ""},
@@ -309,7 +376,7 @@ func TestDownstreamExample(t *testing.T) {
 	} {
 		code, h, body := get(t, url+req[0], req[1])
 		var e api.Error
-		if code != http.StatusUnauthorized || json.Unmarshal([]byte(body), &e) != nil || e.Error != api.CodeUnauthorized || e.Message == "" ||
+		if code != http.StatusUnauthorized || json.Unmarshal([]byte(body), &e) != nil || e.Error != api.CodeUnauthorized || e.Message != api.UnauthorizedMessage ||
 			h.Get("WWW-Authenticate") != `Bearer error="invalid_token"` {
 			t.Errorf("%s: %d %v %s", name, code, h, body)
 		}
@@ -437,4 +504,96 @@ func headerKID(t *testing.T, tok string) string {
 		t.Fatalf("token header: %v", err)
 	}
 	return h.KID
+}
+
+// TestRotationWithTheRealKeygate: the keygate binary serving (tokens living
+// 2 s, its signing keys reread every 200 ms), the two examples, and
+// `keygate signing-key rotate` run in the middle of the partner's calls,
+// the new key signing 1 s after it is published. Not one verification
+// fails, and the calls of the last seconds carry the new key's tokens.
+func TestRotationWithTheRealKeygate(t *testing.T) {
+	bin := keygateBinary(t)
+	dir := t.TempDir()
+	env := []string{
+		"KEYGATE_ADMIN_ADDR=", "KEYGATE_SERVER_ADDR=127.0.0.1:0", "KEYGATE_TOKENS_ACCESS_TTL=2s",
+		"KEYGATE_TOKENS_SIGNING_KEY_ACTIVATION_DELAY=1s", "KEYGATE_TOKENS_KEY_RELOAD_INTERVAL=200ms",
+	}
+	keygateCmd := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(bin, args...)
+		cmd.Dir, cmd.Env = dir, append(os.Environ(), env...)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("keygate %q: %v", args, err)
+		}
+		return string(out)
+	}
+	var partner struct {
+		APIKey string `json:"apiKey"`
+	}
+	if err := json.Unmarshal([]byte(keygateCmd("partner", "create", "--name", "Acme", "--json")), &partner); err != nil || partner.APIKey == "" {
+		t.Fatalf("partner create: %v", err)
+	}
+	k := &keygate{url: serveKeygate(t, startIn(t, dir, bin, env, "serve"))}
+	down, _ := startDownstream(t, k)
+	p := runPartner(t, k, down, partner.APIKey, "-n", "40", "-interval", "200ms")
+
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		stdout, _ := p.output()
+		if strings.Count(stdout, "\n") >= 5 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the partner did not get going: %q", stdout)
+		}
+		time.Sleep(10 * time.Millisecond) // polling for a condition, with a deadline
+	}
+	m := regexp.MustCompile(`new signing key (\S+) `).FindStringSubmatch(keygateCmd("signing-key", "rotate"))
+	if m == nil {
+		t.Fatal("signing-key rotate did not name the new key")
+	}
+	newKID := m[1]
+	checkAllOK(t, p, p.wait(t, 60*time.Second), 40)
+
+	// keygate signs with the new key now, and the downstream verifies it.
+	resp, err := http.Post(k.url+"/api/v1/auth/login", "application/json", strings.NewReader(`{"apiKey":"`+partner.APIKey+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pair api.TokenResponse
+	err = json.NewDecoder(resp.Body).Decode(&pair)
+	_ = resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("login: %d %v", resp.StatusCode, err)
+	}
+	if kid := headerKID(t, pair.JWT); kid != newKID {
+		t.Fatalf("keygate signs with %s after the rotation, want %s", kid, newKID)
+	}
+	if code, _, body := get(t, down+"/whoami", pair.JWT); code != http.StatusOK {
+		t.Errorf("the downstream refused a token of the new key: %d %s", code, body)
+	}
+}
+
+// serveKeygate waits for `keygate serve` to say where it listens.
+func serveKeygate(t *testing.T, p *process) string {
+	t.Helper()
+	deadline := time.After(20 * time.Second)
+	for {
+		select {
+		case line := <-p.lines:
+			var rec struct {
+				Msg  string `json:"msg"`
+				Addr string `json:"addr"`
+			}
+			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "keygate listening" {
+				return "http://" + rec.Addr
+			}
+		case <-p.done:
+			_, stderr := p.output()
+			t.Fatalf("keygate serve exited: %s", stderr)
+		case <-deadline:
+			t.Fatal("keygate serve did not say where it listens")
+		}
+	}
 }
