@@ -18,10 +18,10 @@ type ResolvedKey struct {
 }
 
 // keyCheckInterval bounds how long a change made by another process (the
-// CLI, another replica) can go unseen by this one's token checks: while
-// they use the cache, it asks the store for its key epoch at most this
-// often, and forgets everything when the epoch has moved. Logins wait for
-// an epoch read of their own instead (see byKeyDigest).
+// CLI, another replica) can go unseen by this one: while lookups use the
+// cache, it asks the store for its key epoch at most this often, and
+// forgets everything when the epoch has moved. On a store that replicas
+// share, logins wait for an epoch read of their own instead (byKeyDigest).
 const keyCheckInterval = 10 * time.Millisecond
 
 // keyTTL is how long a cached key is used before it is read again, however
@@ -49,21 +49,22 @@ const maxCachedKeys = 250_000
 //   - changes made through this process forget everything before the call
 //     that made them returns;
 //   - changes made by other processes move the store's key epoch (every
-//     revocation and every disabling, in its own transaction). A login
-//     uses the cache only after an epoch read that started after the login
-//     did, shared by all logins that arrived while the previous read was in
-//     flight, so a change committed anywhere before a login began is seen
-//     by it; a token check compares the epoch at most keyCheckInterval
-//     apart;
+//     revocation and every disabling, in its own transaction), which
+//     lookups compare at most keyCheckInterval apart. On a store that
+//     replicas share (a ChangeFeed), a login uses the cache only after an
+//     epoch read that started after the login did, shared by all logins
+//     that arrived while the previous read was in flight, so a change
+//     committed anywhere before a login began is seen by it;
 //   - a store that can announce changes (ChangeFeed, PostgreSQL's
 //     LISTEN/NOTIFY) makes the cache forget everything as each one commits
 //     and whenever an announcement may have been missed: sooner, never
 //     instead;
 //   - keyTTL bounds what the epoch cannot show.
 type keyCache struct {
-	store Store
-	now   func() time.Time
-	max   int // maxCachedKeys; tests lower it
+	store  Store
+	now    func() time.Time
+	max    int  // maxCachedKeys; tests lower it
+	strict bool // logins wait for an epoch read of their own (a ChangeFeed store)
 
 	mu       sync.RWMutex
 	byDigest map[Digest]*cachedKey
@@ -96,7 +97,8 @@ type epochCheck struct {
 }
 
 func newKeyCache(store Store, now func() time.Time) *keyCache {
-	return &keyCache{store: store, now: now, max: maxCachedKeys, byDigest: map[Digest]*cachedKey{}, byID: map[string]*cachedKey{}}
+	_, shared := store.(ChangeFeed)
+	return &keyCache{store: store, now: now, max: maxCachedKeys, strict: shared, byDigest: map[Digest]*cachedKey{}, byID: map[string]*cachedKey{}}
 }
 
 // fresh makes sure no other process has changed keys since the cache was
@@ -189,15 +191,25 @@ func live(e *cachedKey, ok bool, now int64) bool {
 }
 
 // byKeyDigest returns the resolved key with that digest, reading it from
-// the store on a miss. It answers only after an epoch read that started
-// after it was called (checked), so that a key revoked anywhere before a
-// login began is refused by it. Unknown digests are not remembered: a key
-// created later must log in at once.
+// the store on a miss. On a store replicas share it answers only after an
+// epoch read that started after it was called (checked), so that a key
+// revoked anywhere before a login began is refused by it; elsewhere (one
+// process, and the CLI beside it) within keyCheckInterval. Unknown digests
+// are not remembered: a key created later must log in at once.
 func (c *keyCache) byKeyDigest(ctx context.Context, d Digest) (ResolvedKey, error) {
-	if err := c.checked(ctx); err != nil {
+	var t time.Time
+	var err error
+	if c.strict {
+		err = c.checked(ctx)
+		t = c.now()
+	} else {
+		t = c.now()
+		err = c.fresh(ctx, t)
+	}
+	if err != nil {
 		return ResolvedKey{}, err
 	}
-	now := c.now().UnixNano()
+	now := t.UnixNano()
 	c.mu.RLock()
 	e, ok := c.byDigest[d]
 	gen := c.gen
@@ -284,10 +296,13 @@ func (c *keyCache) clear() {
 	}
 }
 
-// ChangeFeed is a store that can announce, as they commit, the changes
-// that make cached keys wrong: a key revoked, a partner or company
-// disabled, through any handle on the store (another process's included).
-// The cache stays exact without one; with one it forgets sooner.
+// ChangeFeed is a store that several serving processes (replicas) share,
+// and that can announce, as they commit, the changes that make cached keys
+// wrong: a key revoked, a partner or company disabled, through any handle
+// on the store. The cache forgets everything on each announcement, which
+// only makes it forget sooner; and because another replica's change must
+// stop a login at once, logins on such a store wait for an epoch read of
+// their own (see keyCache).
 type ChangeFeed interface {
 	// WatchKeyChanges calls changed after each such change commits, and
 	// each time it may have missed one (whenever it starts listening, and

@@ -93,9 +93,8 @@ func TestAuthenticateServesHitsFromTheCache(t *testing.T) {
 	if n := st.resolves.Load(); n != 1 {
 		t.Errorf("100 logins with one key read the store %d times, want 1", n)
 	}
-	// Each login, one after the other, waits for an epoch read of its own.
-	if n := st.epochs.Load(); n != 100 {
-		t.Errorf("100 logins one after the other read the key epoch %d times, want 100", n)
+	if n := st.epochs.Load(); n != 1 {
+		t.Errorf("100 logins within %s checked the key epoch %d times, want 1", keys.KeyCheckInterval, n)
 	}
 	// The token check by key id reads nothing more: the login filled it.
 	if got, err := svc.ActivePrincipal(ctx, keys.PrincipalOf(k.ID, keys.PartnerOwner(p.ID), "")); err != nil || got.Name != "Acme" {
@@ -104,7 +103,7 @@ func TestAuthenticateServesHitsFromTheCache(t *testing.T) {
 	if n := st.resolves.Load(); n != 1 {
 		t.Errorf("ActivePrincipal after a login read the store (%d reads)", n)
 	}
-	if n := st.epochs.Load(); n != 100 {
+	if n := st.epochs.Load(); n != 1 {
 		t.Errorf("ActivePrincipal within %s of a login's epoch read read it again", keys.KeyCheckInterval)
 	}
 	// Unknown keys are not remembered: each one is a read.
@@ -159,17 +158,17 @@ func TestCacheSeesChangesAtOnce(t *testing.T) {
 		t.Fatalf("the partner's other key: %v", err)
 	}
 
-	// Through another process: a login at once, with no time passing; a
-	// token check within keyCheckInterval of the cache's last check (the
-	// bounds the docs state).
+	// Through another process: within keyCheckInterval, and not before the
+	// cache was last checked (the bound the docs state).
 	if _, err := server.ActivePrincipal(ctx, keys.PrincipalOf(co.ID, co.Owner, "")); err != nil {
 		t.Fatalf("token check before the change: %v", err)
 	}
 	if err := cli.DisableCompany(ctx, keys.Operator, p.ID, co.Owner.CompanyID()); err != nil {
 		t.Fatal(err)
 	}
+	clk.Advance(keys.KeyCheckInterval)
 	if err := login(co); !errors.Is(err, keys.ErrInvalidKey) {
-		t.Fatalf("login with a company key another process disabled a moment ago: %v", err)
+		t.Fatalf("login with a company key another process disabled, %s later: %v", keys.KeyCheckInterval, err)
 	}
 	_, err = server.ActivePrincipal(ctx, keys.PrincipalOf(co.ID, co.Owner, ""))
 	if !errors.Is(err, keys.ErrInactive) {
@@ -190,12 +189,54 @@ func TestCacheSeesChangesAtOnce(t *testing.T) {
 	}
 }
 
-// TestConcurrentLoginsShareEpochReads: logins that arrive while an epoch
-// read is in flight wait for the next one, all of them together: two reads
-// for any number of logins.
+// TestSharedStoreLoginsSeeChangesAtOnce: on a store replicas share (a
+// ChangeFeed), a login refuses a key another process revoked a moment
+// before, with no time passing, though the cache holds it; token checks
+// keep keyCheckInterval.
+func TestSharedStoreLoginsSeeChangesAtOnce(t *testing.T) {
+	ctx := t.Context()
+	st := sharedStore()
+	clk := &manualClock{t: time.Date(2026, 6, 26, 8, 0, 0, 0, time.UTC)}
+	server, other := newService(st, clk), newService(st, clk)
+	p, k, err := other.CreatePartner(ctx, keys.Operator, "Acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, err := other.CreateKey(ctx, keys.Operator, keys.PartnerOwner(p.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []keys.NewKey{k, k2} {
+		if _, err := server.Authenticate(ctx, key.APIKey.Reveal()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := st.epochs.Load(); n != 2 {
+		t.Errorf("two logins one after the other read the epoch %d times, want 2 (one each)", n)
+	}
+	if err := other.RevokeKey(ctx, keys.Operator, keys.PartnerOwner(p.ID), k.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := server.Authenticate(ctx, k.APIKey.Reveal()); !errors.Is(err, keys.ErrInvalidKey) {
+		t.Errorf("login with a key another replica revoked a moment ago: %v, want ErrInvalidKey", err)
+	}
+	if _, err := server.Authenticate(ctx, k2.APIKey.Reveal()); err != nil {
+		t.Errorf("the partner's other key: %v", err)
+	}
+}
+
+// sharedStore is a counting memstore that passes for a store replicas
+// share: a ChangeFeed that never announces anything.
+func sharedStore() *feedStore {
+	return &feedStore{countingStore: &countingStore{Store: memstore.New()}}
+}
+
+// TestConcurrentLoginsShareEpochReads: on a store replicas share, logins
+// that arrive while an epoch read is in flight wait for the next one, all
+// of them together: two reads for any number of logins.
 func TestConcurrentLoginsShareEpochReads(t *testing.T) {
 	ctx := t.Context()
-	st := &countingStore{Store: memstore.New()}
+	st := sharedStore()
 	clk := &manualClock{t: time.Date(2026, 6, 26, 8, 0, 0, 0, time.UTC)}
 	svc := newService(st, clk)
 	_, k, err := svc.CreatePartner(ctx, keys.Operator, "Acme")
@@ -277,7 +318,9 @@ type feedStore struct {
 }
 
 func (s *feedStore) WatchKeyChanges(ctx context.Context, changed func()) {
-	s.watching <- changed
+	if s.watching != nil {
+		s.watching <- changed
+	}
 	<-ctx.Done()
 }
 
