@@ -13,6 +13,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"keygate/api"
 	"keygate/tokens"
 	"keygate/verify"
 	"keygate/verify/accesstoken/accesstokentest"
@@ -282,6 +283,39 @@ func TestMiddlewareRefusesAttacks(t *testing.T) {
 					} else if rec.Body.String() != first {
 						t.Errorf("%s: %s: body %s differs from %s", header, name, rec.Body, first)
 					}
+				}
+			}
+		})
+	}
+}
+
+// TestKeygateRefusesTheSameAttacks runs the same HTTP-level table against
+// keygate's own endpoint, through the handler keygate serve runs: both
+// verifiers refuse every case, with one 401 each.
+func TestKeygateRefusesTheSameAttacks(t *testing.T) {
+	for _, alg := range asymmetric {
+		t.Run(alg, func(t *testing.T) {
+			clk := &clock{now: t0}
+			k := startKeygate(t, alg, clk)
+			issued := k.issued(t)
+			issued.Foreign = startKeygate(t, alg, clk).sign(t, k.partner)
+			h := k.gw.Handler()
+			me := func(header http.Header) *httptest.ResponseRecorder {
+				req := httptest.NewRequest(http.MethodGet, "/api/v1/auth/me", nil)
+				req.Header = header
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, req)
+				return rec
+			}
+			if rec := me(http.Header{"R-Auth": {issued.AccessToken}}); rec.Code != http.StatusOK {
+				t.Fatalf("the genuine token: %d %s", rec.Code, rec.Body)
+			}
+			for name, req := range accesstokentest.Requests(t, issued) {
+				rec := me(req)
+				var body api.Error
+				if err := json.Unmarshal(rec.Body.Bytes(), &body); rec.Code != http.StatusUnauthorized || err != nil ||
+					body.Error != api.CodeUnauthorized || body.Message != api.UnauthorizedMessage {
+					t.Errorf("%s: %d %s", name, rec.Code, rec.Body)
 				}
 			}
 		})
