@@ -164,13 +164,16 @@ func (c *Client) finish(ctx context.Context, r *renewal, gen int, cur, s *sessio
 	c.mu.Lock()
 	stale := c.gen != gen
 	c.mu.Unlock()
-	if stale && err == nil {
+	switch {
+	case stale && err == nil:
 		// Logout overtook the renewal: revoke the family it started,
 		// rather than leave it alive or hand its token out.
 		if rerr := c.revoke(ctx, s.refreshToken); rerr != nil {
 			c.log.WarnContext(ctx, "keygate: logged out during a login or refresh; revoking its refresh token failed", "err", rerr)
 		}
 		s, err = nil, ErrLoggedOut
+	case stale:
+		err = fmt.Errorf("%w (and the renewal failed: %w)", ErrLoggedOut, err)
 	}
 
 	c.mu.Lock()
