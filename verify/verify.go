@@ -29,9 +29,9 @@
 // Concurrent tokens share one fetch. When keygate cannot be reached it
 // keeps the last key set it fetched, so tokens signed by known keys keep
 // verifying; only a token naming a kid it has never seen is refused, once
-// its fetch has failed, which takes at most 3 s (within the 10 s, while the
-// last fetch has failed, at once). Fetches follow redirects on keygate's
-// own scheme and host only, and read at most 1 MiB.
+// its fetch has failed, which takes at most 3 s (and within those 10 s, if
+// the last fetch failed, happens at once). Fetches follow redirects on
+// keygate's own scheme and host only, and read at most 1 MiB.
 //
 // Why not a JWKS library's cache: the key cache is written here, and only
 // the JWK parsing is jwkset's, because keyfunc v3.9.2 (with jwkset v0.11.4)
