@@ -2,6 +2,8 @@ package gateway_test
 
 import (
 	"errors"
+	"fmt"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -62,5 +64,53 @@ func TestParseNamesEveryProblem(t *testing.T) {
 	}
 	if len(ce.Problems) != 6 {
 		t.Errorf("%d problems, want 6: %v", len(ce.Problems), ce.Problems)
+	}
+}
+
+// TestEverySettingIsDocumented: config.yaml shows every key of Settings
+// with its default and nothing else, and the README's tables name every
+// key, so that a new setting cannot go undocumented.
+func TestEverySettingIsDocumented(t *testing.T) {
+	yaml, err := os.ReadFile("../config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// config.yaml is two levels deep: "section:" and "  key: value # ...".
+	inFile := map[string]string{}
+	var section string
+	for line := range strings.Lines(string(yaml)) {
+		line = strings.TrimRight(line, "\n")
+		if strings.TrimSpace(line) == "" || strings.HasPrefix(strings.TrimSpace(line), "#") {
+			continue
+		}
+		if name, ok := strings.CutSuffix(line, ":"); ok && !strings.HasPrefix(line, " ") {
+			section = name
+			continue
+		}
+		key, value, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok || !strings.HasPrefix(line, "  ") {
+			t.Fatalf("config.yaml: cannot read %q", line)
+		}
+		inFile[section+"."+key] = strings.Trim(strings.TrimSpace(value), `"`)
+	}
+	for _, s := range gateway.Settings {
+		v, ok := inFile[s.Key]
+		switch {
+		case !ok:
+			t.Errorf("config.yaml does not show %s", s.Key)
+		case v != fmt.Sprint(s.Default):
+			t.Errorf("config.yaml shows %s: %q, its default is %q", s.Key, v, fmt.Sprint(s.Default))
+		}
+		delete(inFile, s.Key)
+		if !strings.Contains(string(readme), "| `"+s.Key+"` |") {
+			t.Errorf("README.md has no table row for %s", s.Key)
+		}
+	}
+	for key := range inFile {
+		t.Errorf("config.yaml shows %s, which is no setting", key)
 	}
 }
