@@ -11,14 +11,20 @@ import (
 	"keygate/postgres/pgtest"
 )
 
-// TestPostgresRestart: PostgreSQL stopped and started again under refresh
+// TestPostgresFaults: PostgreSQL stopped, then frozen, under a running
+// keygate. The subtests run one after the other on a cluster of their own
+// (scripts/test.sh starts it), so that stopping it disturbs no other test.
+func TestPostgresFaults(t *testing.T) {
+	t.Parallel()
+	t.Run("restart", testPostgresRestart)
+	t.Run("frozen", testPostgresFrozen)
+}
+
+// testPostgresRestart: PostgreSQL stopped and started again under refresh
 // load. While it is down, requests that need it get 503
 // service_unavailable in the error shape and /ready is 503; no token is
 // handed out whose rotation did not commit; keygate recovers by itself.
-// It runs on a cluster of its own (scripts/test.sh starts it), so that
-// stopping it disturbs no other test.
-func TestPostgresRestart(t *testing.T) {
-	t.Parallel()
+func testPostgresRestart(t *testing.T) {
 	cluster := pgtest.FaultCluster(t)
 	env := pgEnvFor(cluster.URL, "KEYGATE_TOKENS_REFRESH_REUSE_GRACE=1m")
 	dir := t.TempDir()
@@ -118,4 +124,74 @@ func createPartnerErr(t *testing.T, dir string, env []string) cliResult {
 	res := runKeygate(t, dir, env, "partner", "create", "--name", "While down")
 	assertOneLineError(t, res, "unavailable")
 	return res
+}
+
+// testPostgresFrozen: every PostgreSQL process stopped with SIGSTOP, so
+// that its connections stay open and nothing answers (a hung host, a
+// partition). /ready, a refresh, a login and a token check each get 503
+// service_unavailable in the error shape, within keygate's own deadlines
+// (well inside the test client's 10 s timeout, which would fail them);
+// after SIGCONT keygate recovers by itself, and the refresh token whose
+// rotation got 503 still refreshes: nothing was handed out uncommitted.
+func testPostgresFrozen(t *testing.T) {
+	cluster := pgtest.FaultCluster(t)
+	env := pgEnvFor(cluster.URL)
+	dir := t.TempDir()
+	p := createPartner(t, dir, env, "Acme")
+	srv := startServer(t, t.TempDir(), env)
+	pair := srv.mustLogin(t, p.APIKey)
+	code, pair, body := srv.refresh(t, pair.RefreshToken) // a family with a row
+	if code != http.StatusOK {
+		t.Fatalf("refresh: %d %s", code, body)
+	}
+
+	cluster.Freeze(t)
+	requests := []struct {
+		name         string
+		method, path string
+		body         any
+		header       []string
+	}{
+		{"/ready", http.MethodGet, "/ready", nil, nil},
+		{"refresh", http.MethodPost, "/api/v1/auth/refresh", map[string]string{"refreshToken": pair.RefreshToken}, nil},
+		{"login", http.MethodPost, "/api/v1/auth/login", map[string]string{"apiKey": p.APIKey}, nil},
+		{"/auth/me", http.MethodGet, "/api/v1/auth/me", nil, []string{"R-Auth", pair.JWT}},
+	}
+	var wg sync.WaitGroup
+	for _, r := range requests {
+		wg.Go(func() {
+			code, _, data, err := srv.request(r.method, r.path, r.body, r.header...)
+			if err != nil {
+				t.Errorf("%s with PostgreSQL frozen: %v (no answer within the client's timeout)", r.name, err)
+				return
+			}
+			if code != http.StatusServiceUnavailable {
+				t.Errorf("%s with PostgreSQL frozen: %d %s, want 503", r.name, code, data)
+				return
+			}
+			if r.path == "/ready" {
+				return
+			}
+			var e errorBody
+			if err := json.Unmarshal(data, &e); err != nil || e.Error != "service_unavailable" || e.Message == "" {
+				t.Errorf("%s with PostgreSQL frozen: 503 body %s", r.name, data)
+			}
+		})
+	}
+	wg.Wait()
+	cluster.Thaw(t)
+
+	if !eventually(t, 30*time.Second, func() bool {
+		code, _, _ := srv.do(t, http.MethodGet, "/ready", nil)
+		return code == http.StatusOK
+	}) {
+		t.Fatalf("/ready not 200 within 30 s of SIGCONT\n%s", srv.Logs())
+	}
+	if code, _, body := srv.refresh(t, pair.RefreshToken); code != http.StatusOK {
+		t.Errorf("the token whose refresh got 503 while frozen, after SIGCONT: %d %s, want 200", code, body)
+	}
+	if code, _, body := srv.login(t, p.APIKey); code != http.StatusOK {
+		t.Errorf("login after SIGCONT: %d %s", code, body)
+	}
+	assertNoPassword(t, map[string]string{"server log": srv.Logs()})
 }

@@ -112,6 +112,35 @@ func run(t testing.TB, rawURL, sql string, args ...any) {
 	}
 }
 
+// Hold runs sql in a transaction on its own connection to rawURL and keeps
+// that transaction open, with whatever locks it took, until release is
+// called (or t ends).
+func Hold(t testing.TB, rawURL, sql string) (release func()) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, rawURL)
+	if err != nil {
+		t.Fatalf("pgtest: connecting: %v", err)
+	}
+	tx, err := conn.Begin(ctx)
+	if err == nil {
+		_, err = tx.Exec(ctx, sql)
+	}
+	if err != nil {
+		conn.Close(ctx)
+		t.Fatalf("pgtest: %s: %v", sql, err)
+	}
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			_ = tx.Commit(ctx)
+			conn.Close(ctx)
+		})
+	}
+	t.Cleanup(release)
+	return release
+}
+
 // QueryInt runs a query returning one integer on the server at rawURL.
 func QueryInt(t testing.TB, rawURL, sql string, args ...any) int64 {
 	t.Helper()
