@@ -13,14 +13,22 @@
 // are written once even when a commit's answer is lost. No lock in one
 // process is relied on.
 //
-// Caches across replicas: keys.Service compares the key epoch (KeyEpoch,
-// moved in the transaction of every revocation and disabling) at most every
-// 10 ms, so every replica refuses a key revoked anywhere within 10 ms: one
-// indexed read per 10 ms per busy replica. LISTEN/NOTIFY is not used: a
-// notification is delivered after the commit, asynchronously, and lost
-// while a replica's listening connection is down, so it would still need
-// this check as its safety net, and the check alone already gives the
-// bound. Signing keys are reread every tokens.key_reload_interval.
+// Caches across replicas (keys.Service's key cache): every revocation and
+// disabling moves the key epoch (KeyEpoch) and sends a notification
+// (pg_notify) in its own transaction. A login waits for an epoch read that
+// started after it arrived, shared with the logins that arrived with it:
+// a change committed anywhere is refused by every replica's next login. A
+// token check compares the epoch at most every 10 ms; the notification,
+// heard on a listening connection of each replica's own (listen.go),
+// drops the cache sooner, and a reconnecting listener drops it too, since
+// notifications are lost while it is down. A cached key is reread after
+// 5 s in any case: the epoch is a counter that a restore or failover can
+// bring back to a number already seen. Signing keys are reread every
+// tokens.key_reload_interval.
+//
+// Deadlines: every call is bounded (callTimeout), /ready more tightly, and
+// connections get statement, lock and idle-in-transaction timeouts and
+// TCP keepalives, so that a database that stops answering becomes 503s.
 package postgres
 
 import (

@@ -55,9 +55,10 @@ func (d *DB) scanResolved(row pgx.Row) (keys.ResolvedKey, error) {
 	return r, nil
 }
 
-// KeyEpoch implements keys.Store: one primary-key read, made by each busy
-// replica at most every 10 ms (keys.Service), which is how a revocation
-// through any replica or the CLI reaches every other replica's key cache.
+// KeyEpoch implements keys.Store: one primary-key read, which is how a
+// revocation through any replica or the CLI reaches every other replica's
+// key cache for certain (keys.Service: before each batch of logins, at
+// most every 10 ms for token checks; notifications only hurry it).
 func (d *DB) KeyEpoch(ctx context.Context) (int64, error) {
 	ctx, cancel := bound(ctx)
 	defer cancel()

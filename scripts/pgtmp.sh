@@ -70,7 +70,8 @@ start)
 	as "$bin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 ||
 		{ cat "$dir/initdb.log" >&2; exit 1; }
 	# Durable as in production (fsync, synchronous_commit on): keygate
-	# warns about anything less, and the benchmarks measure the real cost.
+	# refuses synchronous_commit off and warns about fsync off, and the
+	# benchmarks measure the real cost.
 	printf 'max_connections = 400\nshared_buffers = 128MB\n' | as tee -a "$dir/data/postgresql.conf" >/dev/null
 	for attempt in 1 2 3 4 5; do
 		port="$(freeport)"
