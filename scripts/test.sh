@@ -6,9 +6,11 @@
 # Starts two throwaway PostgreSQL clusters with scripts/pgtmp.sh (Debian's
 # postgresql package; initdb and pg_ctl in a temporary directory, as the
 # postgres user when run as root, on 127.0.0.1 and a free port): one for
-# every PostgreSQL test, each in a fresh schema, and one that the fault test
-# alone stops and starts. Exports their URLs (KEYGATE_TEST_POSTGRES_URL and
-# the _FAULT_ variables, see postgres/pgtest), runs go test -race -v, prints
+# every PostgreSQL test, each in a fresh schema, and one that the fault
+# tests alone stop, freeze (SIGSTOP) and start again. Exports their URLs
+# (KEYGATE_TEST_POSTGRES_URL and the _FAULT_ variables, see postgres/pgtest;
+# with the first set and the others not, the fault tests fail rather than
+# skip), runs go test -race -v, prints
 # each package's result line and how many tests ran against PostgreSQL
 # (the whole log if anything failed), and stops the clusters, even on
 # failure or interrupt.
