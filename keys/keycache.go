@@ -138,13 +138,26 @@ func (c *keyCache) checked(ctx context.Context) error {
 }
 
 // run reads the epoch for f, then starts the read queued behind it, if any.
+// If f's read failed, the queued one fails with it at once, unread: its
+// lookups would otherwise wait for a second timeout behind the first, and
+// an error is always a safe answer (the caller refuses, 503).
 func (c *keyCache) run(ctx context.Context, f *epochCheck) {
 	f.err = c.readEpoch(ctx)
 	close(f.done)
 	c.checkMu.Lock()
 	next := c.queued
-	c.running, c.queued = next, nil
+	c.queued = nil
+	if f.err != nil {
+		c.running = nil
+	} else {
+		c.running = next
+	}
 	c.checkMu.Unlock()
+	if next != nil && f.err != nil {
+		next.err = f.err
+		close(next.done)
+		return
+	}
 	if next != nil {
 		go func() {
 			// No one request owns it: its waiters may give up, it still ends.

@@ -23,6 +23,7 @@ type countingStore struct {
 	hold             chan chan struct{} // when set, ResolveKey waits to be released
 	holdEpoch        chan chan struct{} // when set, KeyEpoch waits to be released
 	fixedEpoch       bool               // KeyEpoch is always 0, as if restored
+	epochErr         error              // when set, KeyEpoch fails with it
 }
 
 func (s *countingStore) ResolveKey(ctx context.Context, d keys.Digest) (keys.ResolvedKey, error) {
@@ -47,6 +48,9 @@ func (s *countingStore) KeyEpoch(ctx context.Context) (int64, error) {
 		release := make(chan struct{})
 		s.holdEpoch <- release
 		<-release
+	}
+	if s.epochErr != nil {
+		return 0, s.epochErr
 	}
 	if s.fixedEpoch {
 		return 0, nil
@@ -468,5 +472,44 @@ func TestActivePrincipalChecksEveryClaim(t *testing.T) {
 		if _, err := svc.ActivePrincipal(ctx, tc.p); !errors.Is(err, keys.ErrInactive) {
 			t.Errorf("%s: ActivePrincipal = %v, want ErrInactive", tc.name, err)
 		}
+	}
+}
+
+// TestQueuedLookupsShareAFailedRead: lookups queued behind an epoch read
+// that fails get its error at once, not after a read of their own.
+func TestQueuedLookupsShareAFailedRead(t *testing.T) {
+	ctx := t.Context()
+	st := sharedStore()
+	clk := &manualClock{t: time.Date(2026, 6, 26, 8, 0, 0, 0, time.UTC)}
+	svc := newService(st, clk)
+	_, k, err := svc.CreatePartner(ctx, keys.Operator, "Acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.epochs.Store(0)
+	st.holdEpoch = make(chan chan struct{})
+	st.epochErr = keys.ErrUnavailable
+	errs := make(chan error, 4)
+	login := func() {
+		_, err := svc.Authenticate(ctx, k.APIKey.Reveal())
+		errs <- err
+	}
+	go login()
+	release := <-st.holdEpoch
+	for range 3 {
+		go login()
+	}
+	for keys.QueuedEpochWaiters(svc) < 3 {
+		runtime.Gosched()
+	}
+	st.holdEpoch = nil
+	close(release)
+	for range 4 {
+		if err := <-errs; !errors.Is(err, keys.ErrUnavailable) {
+			t.Errorf("login behind a failed epoch read: %v, want ErrUnavailable", err)
+		}
+	}
+	if n := st.epochs.Load(); n != 1 {
+		t.Errorf("the queued logins read the epoch again (%d reads), want the failed read's answer", n)
 	}
 }
