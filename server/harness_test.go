@@ -21,6 +21,7 @@ import (
 
 	"keygate/gateway"
 	"keygate/keys"
+	"keygate/metrics"
 	"keygate/server"
 	"keygate/store"
 	"keygate/tokens"
@@ -148,6 +149,7 @@ type env struct {
 	srv      *server.Server
 	handler  http.Handler
 	logs     *logBuffer
+	metrics  *metrics.Metrics // nil with admin.addr empty
 }
 
 func newEnv(t testing.TB, opts ...option) *env {
@@ -180,7 +182,8 @@ func newEnv(t testing.TB, opts ...option) *env {
 	for _, change := range o.config {
 		change(&cfg)
 	}
-	db, err := store.Open(ctx, cfg.Database, store.Options{Create: true, Log: log, Now: clk.Now})
+	m := gateway.NewMetrics(cfg) // as serve wires them: before the store, to see its commits
+	db, err := store.Open(ctx, cfg.Database, store.Options{Create: true, Log: log, Now: clk.Now, OnCommit: m.CommitObserver()})
 	if err != nil {
 		t.Fatalf("store.Open: %v", err)
 	}
@@ -193,14 +196,14 @@ func newEnv(t testing.TB, opts ...option) *env {
 	if err != nil {
 		t.Fatalf("master key: %v", err)
 	}
-	gw, err := gateway.New(ctx, cfg, db, master, gateway.Options{Log: log, Now: clk.Now, WrapJWKS: o.jwks})
+	gw, err := gateway.New(ctx, cfg, db, master, gateway.Options{Log: log, Now: clk.Now, WrapJWKS: o.jwks, Metrics: m})
 	if err != nil {
 		t.Fatalf("gateway.New: %v", err)
 	}
 	t.Cleanup(func() { gw.Recorder.Flush(ctx) }) // runs before db.Close
 	return &env{
 		t: t, clock: clk, db: db, ring: gw.Keyring, keys: gw.Keys, tokens: gw.Tokens, recorder: gw.Recorder,
-		srv: gw.Server, handler: gw.Handler(), logs: logs,
+		srv: gw.Server, handler: gw.Handler(), logs: logs, metrics: gw.Metrics,
 	}
 }
 

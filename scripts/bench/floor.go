@@ -23,10 +23,13 @@ import (
 // services and serving loop as keygate serve, with its default settings —
 // over the in-memory store: the fastest keygate could be if storage were
 // free. It prints "KEY <partner key>" and "ADDR <address>" on stdout.
+// With -metrics=false it keeps no metrics, as keygate with admin.addr
+// empty.
 func floorServer(args []string) error {
 	fs := flag.NewFlagSet("floor-server", flag.ExitOnError)
 	addr := fs.String("addr", "127.0.0.1:0", "listen address")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	withMetrics := fs.Bool("metrics", true, "keep keygate's metrics, as its default admin listener does (they are recorded, not served)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -49,6 +52,9 @@ func floorServer(args []string) error {
 	defer lw.Close()
 	log := gateway.NewLogger(cfg.Log, lw)
 	cfg.RateLimit = gateway.RateLimitConfig{MaxTracked: cfg.RateLimit.MaxTracked} // lifted, as for keygate
+	if !*withMetrics {
+		cfg.Admin.Addr = ""
+	}
 	secret := make([]byte, 32)
 	_, _ = rand.Read(secret)
 	master, err := tokens.NewMasterKey(base64.RawURLEncoding.EncodeToString(secret))

@@ -12,19 +12,21 @@ import (
 	"time"
 )
 
-// rounds is how many slices each measured phase is cut into. The servers
-// take turns slice by slice, each round in a different order (F K R, K R F,
-// R F K, ...), so that all see the same machine, drift included; their
-// ratios are then far steadier than long runs one after the other.
-const rounds = 6
+// defaultRounds is how many slices each measured phase is cut into
+// (-rounds). The servers take turns slice by slice, each round in a
+// different order (F K R, K R F, R F K, ...), so that all see the same
+// machine, drift included; their ratios are then far steadier than long
+// runs one after the other.
+const defaultRounds = 6
 
 // settle is the pause after each slice: longer than keygate's audit flush
 // interval (1 s).
 const settle = 1200 * time.Millisecond
 
-// compare warms every target up, then measures them in interleaved slices
-// adding up to d each; results are in the order of targets.
-func compare(c *http.Client, targets []*target, conns int, d time.Duration, setup func(*http.Client, *target, int) (*load, error)) ([]result, error) {
+// compare warms every target up, then measures them in rounds of
+// interleaved slices adding up to d each; results are in the order of
+// targets.
+func compare(c *http.Client, targets []*target, conns, rounds int, d time.Duration, setup func(*http.Client, *target, int) (*load, error)) ([]result, error) {
 	loads := make([]*load, len(targets))
 	for i, t := range targets {
 		l, err := setup(c, t, conns)
@@ -39,7 +41,7 @@ func compare(c *http.Client, targets []*target, conns int, d time.Duration, setu
 	}
 	for r := range rounds {
 		for i := range loads {
-			loads[(i+r)%len(loads)].run(d / rounds)
+			loads[(i+r)%len(loads)].run(d / time.Duration(rounds))
 		}
 	}
 	out := make([]result, len(loads))
@@ -65,6 +67,8 @@ type load struct {
 	secs    float64
 	cpu     time.Duration
 	dbCPU   time.Duration
+	slices  []float64 // each slice's requests per second, round by round
+	cpus    []float64 // each slice's server CPU seconds per request
 }
 
 func newLoad(t *target, conns int, setup func(worker int) (func() bool, error)) (*load, error) {
@@ -102,21 +106,29 @@ func (l *load) run(d time.Duration) {
 		})
 	}
 	wg.Wait()
-	l.secs += time.Since(start).Seconds()
+	took := time.Since(start).Seconds()
+	l.secs += took
 	// Let the work the slice left behind (keygate's once-a-second audit
 	// batch, a collection under way) finish before the other server's
 	// slice starts, and count its CPU here, to its owner.
 	time.Sleep(settle)
-	l.cpu += l.t.cpuTime() - cpu0
+	cpu := l.t.cpuTime() - cpu0
+	l.cpu += cpu
 	l.dbCPU += l.t.dbCPUTime() - db0
+	n := 0
 	for i := range lat {
+		n += len(lat[i])
 		l.sent += len(lat[i])
 		l.lat = append(l.lat, lat[i]...)
 		l.errs += errs[i]
 	}
+	l.slices = append(l.slices, float64(n)/took)
+	l.cpus = append(l.cpus, cpu.Seconds()/float64(max(n, 1)))
 }
 
-func (l *load) reset() { l.lat, l.errs, l.secs, l.cpu, l.dbCPU = nil, 0, 0, 0, 0 }
+func (l *load) reset() {
+	l.lat, l.errs, l.secs, l.cpu, l.dbCPU, l.slices, l.cpus = nil, 0, 0, 0, 0, nil, nil
+}
 
 func (l *load) result() (result, error) {
 	if len(l.lat) == 0 {
@@ -134,6 +146,8 @@ func (l *load) result() (result, error) {
 		CPUPerReq:   l.cpu / time.Duration(len(all)),
 		DBCPUPerReq: l.dbCPU / time.Duration(len(all)),
 		PeakRSSMiB:  l.t.peakRSS(),
+		Slices:      l.slices,
+		CPUSlices:   l.cpus,
 	}, nil
 }
 

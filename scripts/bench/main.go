@@ -3,8 +3,8 @@
 // map: see reference.go). scripts/bench.sh builds and runs it; see
 // BENCHMARKS.md.
 //
-//	bench run -keygate ./keygate [-duration 10s] [-conns 32] [-companies 1000]
-//	bench floor-server            (started by run; prints its address and a partner key)
+//	bench run -keygate ./keygate [-duration 10s] [-conns 32] [-companies 1000] [-metrics on|off|both] [-rounds 6] [-phases login,refresh,me]
+//	bench floor-server [-metrics=false] (started by run; prints its address and a partner key)
 //	bench reference-server        (likewise)
 package main
 
@@ -12,10 +12,13 @@ import (
 	"bytes"
 	"flag"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -52,6 +55,7 @@ type target struct {
 	companies  []string  // company API keys
 	more       []*target // further replicas behind the load generator
 	pgData     string    // the PostgreSQL cluster's data directory, if any
+	metricsOff bool      // started without metrics (no admin listener)
 }
 
 type result struct {
@@ -63,6 +67,8 @@ type result struct {
 	CPUPerReq   time.Duration // server CPU time per request, all replicas
 	DBCPUPerReq time.Duration // PostgreSQL's CPU time per request
 	PeakRSSMiB  float64       // all replicas' peak RSS added up
+	Slices      []float64     // each measured slice's requests per second
+	CPUSlices   []float64     // each measured slice's server CPU seconds per request
 }
 
 func (r result) rps() float64 { return float64(r.Requests) / r.Seconds }
@@ -81,8 +87,20 @@ func run(args []string) error {
 	storeName := fs.String("store", "sqlite", "sqlite, or postgres: also keygate on PostgreSQL, one replica and two")
 	pgURL := fs.String("pg-url", "", "-store postgres: the cluster's URL (scripts/bench.sh starts one)")
 	pgData := fs.String("pg-data", "", "-store postgres: the cluster's data directory, to read its CPU time")
+	metricsMode := fs.String("metrics", "on", "on: keygate with its admin listener and metrics, as by default; off: neither, in keygate and the floor; both: each of the floor and keygate twice, with and without, measured in the same turns")
+	rounds := fs.Int("rounds", defaultRounds, "turns each phase is cut into (more resolve smaller differences)")
+	phaseList := fs.String("phases", "login,refresh,me", "the phases to measure, comma-separated")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if !slices.Contains([]string{"on", "off", "both"}, *metricsMode) {
+		return fmt.Errorf("-metrics: want on, off or both, got %q", *metricsMode)
+	}
+	if *kgProfile != "" && *metricsMode == "off" {
+		return fmt.Errorf("-keygate-cpuprofile needs keygate's admin listener: not with -metrics off")
+	}
+	if *rounds < 1 {
+		return fmt.Errorf("-rounds: want at least 1")
 	}
 	self, err := os.Executable()
 	if err != nil {
@@ -103,17 +121,19 @@ func run(args []string) error {
 	if *profile != "" {
 		floorArgs = append(floorArgs, "-cpuprofile", *profile)
 	}
-	floor, err := startSelf(self, "floor-server", "floor", floorArgs...)
+	off := *metricsMode == "off"
+	floor, err := startSelf(self, "floor-server", "floor", append(floorArgs, "-metrics="+strconv.FormatBool(!off))...)
 	if err != nil {
 		return fmt.Errorf("starting the floor: %w", err)
 	}
 	defer stop(floor)
+	floor.metricsOff = off
 	if *seedKeys > 0 {
 		if err := seedStore(filepath.Join(dir, "keygate.db"), *seedKeys); err != nil {
 			return fmt.Errorf("seeding keys: %w", err)
 		}
 	}
-	kg, err := startKeygate(*keygateBin, dir)
+	kg, err := startKeygate(*keygateBin, dir, !off)
 	if err != nil {
 		return fmt.Errorf("starting keygate: %w", err)
 	}
@@ -122,6 +142,24 @@ func run(args []string) error {
 	client := newClient(*conns)
 	targets := []*target{ref, floor, kg}
 	names := []string{"reference (Gin + map)", "floor (keygate, memory)", "keygate (SQLite)"}
+	if off {
+		names[1], names[2] = "floor (keygate, memory), metrics off", "keygate (SQLite), metrics off"
+	}
+	if *metricsMode == "both" {
+		floorOff, err := startSelf(self, "floor-server", "floor", "-metrics=false")
+		if err != nil {
+			return fmt.Errorf("starting the floor without metrics: %w", err)
+		}
+		defer stop(floorOff)
+		floorOff.metricsOff = true
+		kgOff, err := startKeygate(*keygateBin, filepath.Join(dir, "metrics-off"), false)
+		if err != nil {
+			return fmt.Errorf("starting keygate without metrics: %w", err)
+		}
+		defer stop(kgOff)
+		targets = append(targets, floorOff, kgOff)
+		names = append(names, "floor (keygate, memory), metrics off", "keygate (SQLite), metrics off")
+	}
 	switch *storeName {
 	case "sqlite":
 	case "postgres":
@@ -146,20 +184,38 @@ func run(args []string) error {
 		}
 	}
 
-	phases := []struct {
+	allPhases := []struct {
+		key     string
 		name    string
 		setup   func(*http.Client, *target, int) (*load, error)
 		refresh bool
 	}{
-		{"POST /api/v1/auth/login", loadLogin, false},
-		{"POST /api/v1/auth/refresh", loadRefresh, true},
-		{"GET /api/v1/auth/me", loadMe, false},
+		{"login", "POST /api/v1/auth/login", loadLogin, false},
+		{"refresh", "POST /api/v1/auth/refresh", loadRefresh, true},
+		{"me", "GET /api/v1/auth/me", loadMe, false},
 	}
+	phases := allPhases[:0:0]
+	for _, ph := range allPhases {
+		if slices.Contains(strings.Split(*phaseList, ","), ph.key) {
+			phases = append(phases, ph)
+		}
+	}
+	if len(phases) == 0 {
+		return fmt.Errorf("-phases: none of login, refresh, me in %q", *phaseList)
+	}
+	// Each server is compared with the floor of its own metrics setting.
+	floorOf := func(i int) int {
+		if targets[i].metricsOff && !floor.metricsOff {
+			return slices.IndexFunc(targets, func(t *target) bool { return t.name == "floor" && t.metricsOff })
+		}
+		return 1
+	}
+	var cost bytes.Buffer
 	var storage string
 	var table bytes.Buffer
 	host, _ := os.Hostname()
-	fmt.Fprintf(&table, "%d connections, %s per phase, %d companies seeded, %d extra keys in keygate's database, keygate with database.synchronous=FULL, ES256; machine: %s, %d CPUs\n\n",
-		*conns, *duration, *ncompanies, *seedKeys, host, numCPU())
+	fmt.Fprintf(&table, "%d connections, %s per phase in %d turns, %d companies seeded, %d extra keys in keygate's database, keygate with database.synchronous=FULL, ES256, metrics %s; machine: %s, %d CPUs\n\n",
+		*conns, *duration, *rounds, *ncompanies, *seedKeys, *metricsMode, host, numCPU())
 	fmt.Fprintln(&table, "| endpoint | server | req/s | p50 | p99 | errors | CPU/req | DB CPU/req | peak RSS | vs floor: req/s | vs floor: p99 | vs reference: req/s | vs reference: p99 |")
 	fmt.Fprintln(&table, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	for _, ph := range phases {
@@ -172,9 +228,9 @@ func run(args []string) error {
 		var profiled chan error
 		if *kgProfile != "" && strings.Contains(ph.name, "/auth/"+*profilePhase) {
 			profiled = make(chan error, 1)
-			go func() { profiled <- fetchProfile(kg, *kgProfile, phaseLength(len(targets), *duration)) }()
+			go func() { profiled <- fetchProfile(kg, *kgProfile, phaseLength(len(targets), *rounds, *duration)) }()
 		}
-		res, err := compare(client, targets, *conns, *duration, ph.setup)
+		res, err := compare(client, targets, *conns, *rounds, *duration, ph.setup)
 		if profiled != nil {
 			if perr := <-profiled; perr != nil {
 				return fmt.Errorf("profiling keygate: %w", perr)
@@ -183,7 +239,7 @@ func run(args []string) error {
 		if err != nil {
 			return err
 		}
-		rr, fr, kr := res[0], res[1], res[2]
+		rr, kr := res[0], res[2]
 		if ph.refresh {
 			after, err := countFamilies(dir)
 			if err != nil {
@@ -194,6 +250,7 @@ func run(args []string) error {
 		}
 		ratio := func(a, b float64) string { return fmt.Sprintf("%.2f", a/b) }
 		for i, r := range res {
+			fr := res[floorOf(i)]
 			dbCPU := "-"
 			if targets[i].pgData != "" {
 				dbCPU = us(r.DBCPUPerReq)
@@ -203,6 +260,20 @@ func run(args []string) error {
 				ratio(r.rps(), fr.rps()), ratio(float64(r.P99), float64(fr.P99)),
 				ratio(r.rps(), rr.rps()), ratio(float64(r.P99), float64(rr.P99)))
 		}
+		if *metricsMode == "both" {
+			for _, pair := range [][2]int{{1, 3}, {2, 4}} {
+				on, off := res[pair[0]], res[pair[1]]
+				mean, half := ratioInterval(on.Slices, off.Slices)
+				cpuMean, cpuHalf := ratioInterval(on.CPUSlices, off.CPUSlices)
+				fmt.Fprintf(&cost, "| %s | %s | %.3f ± %.3f | %.3f | %.3f ± %.3f | %.3f | %d |\n", ph.name, names[pair[0]],
+					mean, half, on.rps()/off.rps(), cpuMean, cpuHalf, float64(on.CPUPerReq)/float64(off.CPUPerReq), len(on.Slices))
+			}
+		}
+	}
+	if cost.Len() > 0 {
+		table.WriteString("\nMetrics on against off: each turn's throughput (and server CPU per request) with metrics over the same turn's without, mean of the turns ± two standard errors; and the same ratio over the whole phase.\n\n")
+		table.WriteString("| endpoint | server | req/s on/off, by turn | req/s on/off, phase | CPU/req on/off, by turn | CPU/req on/off, phase | turns |\n| --- | --- | ---: | ---: | ---: | ---: | ---: |\n")
+		table.Write(cost.Bytes())
 	}
 	table.WriteString(storage)
 	fmt.Print(table.String())
@@ -210,6 +281,30 @@ func run(args []string) error {
 		return os.WriteFile(*out, table.Bytes(), 0o644)
 	}
 	return nil
+}
+
+// ratioInterval is the mean of the turn-by-turn ratios a[i]/b[i] and two
+// standard errors of it: how far the ratio of two servers measured in the
+// same turns can be trusted.
+func ratioInterval(a, b []float64) (mean, half float64) {
+	n := min(len(a), len(b))
+	if n == 0 {
+		return 0, 0
+	}
+	rs := make([]float64, n)
+	for i := range n {
+		rs[i] = a[i] / b[i]
+		mean += rs[i]
+	}
+	mean /= float64(n)
+	if n < 2 {
+		return mean, 0
+	}
+	var ss float64
+	for _, r := range rs {
+		ss += (r - mean) * (r - mean)
+	}
+	return mean, 2 * math.Sqrt(ss/float64(n-1)/float64(n))
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }

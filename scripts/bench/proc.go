@@ -58,8 +58,8 @@ func peakRSS(pid int) float64 {
 }
 
 // phaseLength is about how long compare runs for n targets.
-func phaseLength(n int, d time.Duration) time.Duration {
-	return time.Duration(n)*(d/5+d+rounds*settle) - time.Second
+func phaseLength(n, rounds int, d time.Duration) time.Duration {
+	return time.Duration(n)*(d/5+d+time.Duration(rounds)*settle) - time.Second
 }
 
 // fetchProfile writes a CPU profile of t's next d to path, through its

@@ -18,9 +18,18 @@ import (
 
 // startKeygate runs the real binary on a fresh SQLite database with
 // default settings (synchronous FULL) and the rate limits lifted, after
-// minting a partner with the CLI.
-func startKeygate(bin, dir string) (*target, error) {
-	return startKeygateEnv(bin, dir, []string{"KEYGATE_DATABASE_PATH=" + filepath.Join(dir, "keygate.db")}, true)
+// minting a partner with the CLI; without its admin listener, and so
+// without metrics, unless metrics.
+func startKeygate(bin, dir string, metrics bool) (*target, error) {
+	env := []string{"KEYGATE_DATABASE_PATH=" + filepath.Join(dir, "keygate.db")}
+	if !metrics {
+		env = append(env, "KEYGATE_ADMIN_ADDR=")
+	}
+	t, err := startKeygateEnv(bin, dir, env, true)
+	if err == nil {
+		t.metricsOff = !metrics
+	}
+	return t, err
 }
 
 // startKeygateEnv runs the real binary in dir with env added to the
@@ -70,7 +79,11 @@ func startKeygateEnv(bin, dir string, extra []string, mint bool) (*target, error
 	if err != nil {
 		return nil, err
 	}
-	return &target{name: "keygate", cmd: cmd, base: "http://" + addr, admin: "http://" + admin, partnerKey: minted.APIKey}, nil
+	t := &target{name: "keygate", cmd: cmd, base: "http://" + addr, partnerKey: minted.APIKey}
+	if admin != "" {
+		t.admin = "http://" + admin
+	}
+	return t, nil
 }
 
 // startSelf runs this program's floor-server or reference-server.
