@@ -20,6 +20,8 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	josejwt "github.com/go-jose/go-jose/v4/jwt"
+
+	"keygate/api/apitest"
 )
 
 // ---------------------------------------------------------------------------
@@ -45,7 +47,8 @@ func startServer(t *testing.T, dir string, env []string, args ...string) *e2eSer
 	cmd.Dir = dir
 	// Later duplicates win, so a test's own KEYGATE_SERVER_ADDR would override.
 	cmd.Env = append([]string{"KEYGATE_SERVER_ADDR=127.0.0.1:0"}, env...)
-	s := &e2eServer{cmd: cmd, exited: make(chan struct{}), client: &http.Client{Timeout: 10 * time.Second}}
+	// Every exchange through client is held to the OpenAPI document.
+	s := &e2eServer{cmd: cmd, exited: make(chan struct{}), client: &http.Client{Timeout: 10 * time.Second, Transport: apitest.Transport(t, nil)}}
 	cmd.Stdout = logWriter{s}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

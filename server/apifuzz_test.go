@@ -136,11 +136,11 @@ func newAPIFuzzer(tb testing.TB) *apiFuzzer {
 // documentedOps lists the document's operations, path by path.
 func documentedOps(c *contract) []*fuzzOp {
 	var ops []*fuzzOp
-	for _, p := range c.paths {
-		for _, m := range p.methods() {
-			op := p.item.GetOperation(m)
-			o := &fuzzOp{method: m, template: p.template, op: op, methods: p.methods(), statuses: map[int]int{}}
-			for _, ref := range slices.Concat(p.item.Parameters, op.Parameters) {
+	for _, p := range c.Paths {
+		for _, m := range p.Methods() {
+			op := p.Item.GetOperation(m)
+			o := &fuzzOp{method: m, template: p.Template, op: op, methods: p.Methods(), statuses: map[int]int{}}
+			for _, ref := range slices.Concat(p.Item.Parameters, op.Parameters) {
 				o.params = append(o.params, ref.Value)
 			}
 			ops = append(ops, o)
@@ -816,20 +816,20 @@ func probe(t *testing.T, h http.Handler, c *contract, method, target string, hea
 	req.RemoteAddr = addr
 	var read bytes.Buffer
 	if req.Body != nil && req.Body != http.NoBody {
-		req.Body = readBody{ReadCloser: req.Body, read: &read}
+		req.Body = readBody{ReadCloser: req.Body, Into: &read}
 	}
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
-	v := c.check(context.Background(), exchange{req: req, reqBody: read.Bytes(), status: rec.Code, header: rec.Header(), body: rec.Body.Bytes()})
+	v := c.Check(context.Background(), exchange{Req: req, ReqBody: read.Bytes(), Status: rec.Code, Header: rec.Header(), Body: rec.Body.Bytes()})
 	what := func() string {
 		return fmt.Sprintf("%s %s\nheaders %v\nbody %.300q\n→ %d %.300s", method, target, header, body, rec.Code, rec.Body)
 	}
 	switch {
 	case rec.Code >= 500:
 		t.Errorf("a server error:\n%s", what())
-	case v.response != nil:
-		t.Errorf("the response contradicts api/openapi.json: %v\n%s", v.response, what())
-	case clean && v.request == nil && refusedAsMalformed(rec):
+	case v.Response != nil:
+		t.Errorf("the response contradicts api/openapi.json: %v\n%s", v.Response, what())
+	case clean && v.Request == nil && refusedAsMalformed(rec):
 		t.Errorf("the document accepts this well-formed request; the server refused it:\n%s", what())
 	}
 	return rec

@@ -260,15 +260,15 @@ func (e *env) do(r request) *httptest.ResponseRecorder {
 func (e *env) serve(req *http.Request) *httptest.ResponseRecorder {
 	var read bytes.Buffer
 	if req.Body != nil && req.Body != http.NoBody {
-		req.Body = readBody{ReadCloser: req.Body, read: &read}
+		req.Body = readBody{ReadCloser: req.Body, Into: &read}
 	}
 	rec := httptest.NewRecorder()
 	e.handler.ServeHTTP(rec, req)
 	e.recorder.Flush(context.Background())
 	c := mustContract(e.t)
-	v := c.check(context.Background(), exchange{req: req, reqBody: read.Bytes(), status: rec.Code, header: rec.Header(), body: rec.Body.Bytes()})
-	if v.response != nil {
-		e.t.Errorf("%s %s answered %d, which contradicts api/openapi.json: %v\nbody: %.400s", req.Method, req.URL, rec.Code, v.response, rec.Body)
+	v := c.Check(context.Background(), exchange{Req: req, ReqBody: read.Bytes(), Status: rec.Code, Header: rec.Header(), Body: rec.Body.Bytes()})
+	if v.Response != nil {
+		e.t.Errorf("%s %s answered %d, which contradicts api/openapi.json: %v\nbody: %.400s", req.Method, req.URL, rec.Code, v.Response, rec.Body)
 	}
 	return rec
 }
@@ -280,7 +280,7 @@ func (e *env) validated(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		var read bytes.Buffer
 		if req.Body != nil && req.Body != http.NoBody {
-			req.Body = readBody{ReadCloser: req.Body, read: &read}
+			req.Body = readBody{ReadCloser: req.Body, Into: &read}
 		}
 		tee := &teeWriter{ResponseWriter: w}
 		h.ServeHTTP(tee, req)
@@ -288,9 +288,9 @@ func (e *env) validated(h http.Handler) http.Handler {
 			tee.WriteHeader(http.StatusOK)
 		}
 		c := mustContract(e.t)
-		x := exchange{req: req, reqBody: read.Bytes(), status: tee.status, header: tee.header, body: tee.body.Bytes()}
-		if v := c.check(context.Background(), x); v.response != nil {
-			e.t.Errorf("%s %s answered %d over the network, which contradicts api/openapi.json: %v\nbody: %.400s", req.Method, req.URL, tee.status, v.response, tee.body.Bytes())
+		x := exchange{Req: req, ReqBody: read.Bytes(), Status: tee.status, Header: tee.header, Body: tee.body.Bytes()}
+		if v := c.Check(context.Background(), x); v.Response != nil {
+			e.t.Errorf("%s %s answered %d over the network, which contradicts api/openapi.json: %v\nbody: %.400s", req.Method, req.URL, tee.status, v.Response, tee.body.Bytes())
 		}
 	})
 }

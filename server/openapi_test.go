@@ -41,9 +41,9 @@ func engineRoutes(t *testing.T, h http.Handler) []string {
 // documentedRoutes lists the document's operations the same way.
 func documentedRoutes(c *contract) []string {
 	var out []string
-	for _, p := range c.paths {
-		for _, m := range p.methods() {
-			out = append(out, m+" "+p.template)
+	for _, p := range c.Paths {
+		for _, m := range p.Methods() {
+			out = append(out, m+" "+p.Template)
 		}
 	}
 	slices.Sort(out)
@@ -127,9 +127,9 @@ func TestOpenAPIServed(t *testing.T) {
 func TestOpenAPIStatusesEverywhere(t *testing.T) {
 	t.Parallel()
 	c := mustContract(t)
-	for _, p := range c.paths {
-		for method, op := range p.item.Operations() {
-			name := method + " " + p.template
+	for _, p := range c.Paths {
+		for method, op := range p.Item.Operations() {
+			name := method + " " + p.Template
 			for _, status := range []int{413, 431, 500} {
 				if op.Responses.Status(status) == nil {
 					t.Errorf("%s: no %d (the middleware answers it on every route)", name, status)
@@ -156,7 +156,7 @@ func TestOpenAPIStatusesEverywhere(t *testing.T) {
 				if code == "429" && ref.Value.Headers["Retry-After"] == nil {
 					t.Errorf("%s 429: no Retry-After", name)
 				}
-				if strings.HasPrefix(p.template, "/oauth2/") && code != "413" {
+				if strings.HasPrefix(p.Template, "/oauth2/") && code != "413" {
 					if hr := ref.Value.Headers["Pragma"]; hr == nil || !hr.Value.Required {
 						t.Errorf("%s %s: an OAuth endpoint's response without Pragma", name, code)
 					}
@@ -168,7 +168,7 @@ func TestOpenAPIStatusesEverywhere(t *testing.T) {
 			if method != http.MethodHead {
 				continue
 			}
-			get := p.item.GetOperation(http.MethodGet)
+			get := p.Item.GetOperation(http.MethodGet)
 			if get == nil {
 				t.Errorf("%s: HEAD without GET", name)
 				continue
@@ -201,10 +201,10 @@ func TestContractCatchesContradictions(t *testing.T) {
 	asA := basic(a.partner.ID, a.apiKey)
 
 	type tamper func(x *exchange)
-	setHeader := func(k, v string) tamper { return func(x *exchange) { x.header.Set(k, v) } }
-	delHeader := func(k string) tamper { return func(x *exchange) { x.header.Del(k) } }
-	setBody := func(b string) tamper { return func(x *exchange) { x.body = []byte(b) } }
-	setStatus := func(s int) tamper { return func(x *exchange) { x.status = s } }
+	setHeader := func(k, v string) tamper { return func(x *exchange) { x.Header.Set(k, v) } }
+	delHeader := func(k string) tamper { return func(x *exchange) { x.Header.Del(k) } }
+	setBody := func(b string) tamper { return func(x *exchange) { x.Body = []byte(b) } }
+	setStatus := func(s int) tamper { return func(x *exchange) { x.Status = s } }
 
 	for _, tc := range []struct {
 		name    string
@@ -213,7 +213,7 @@ func TestContractCatchesContradictions(t *testing.T) {
 		tampers map[string]tamper
 	}{
 		{"login", request{method: http.MethodPost, path: "/api/v1/auth/login", body: loginBody(a.apiKey)}, 200, map[string]tamper{
-			"extra member":        func(x *exchange) { x.body = append(x.body[:len(x.body)-1], `,"extra":1}`...) },
+			"extra member":        func(x *exchange) { x.Body = append(x.Body[:len(x.Body)-1], `,"extra":1}`...) },
 			"no X-Request-ID":     delHeader("X-Request-ID"),
 			"cacheable":           setHeader("Cache-Control", "max-age=60"),
 			"undocumented status": setStatus(http.StatusTeapot),
@@ -254,17 +254,17 @@ func TestContractCatchesContradictions(t *testing.T) {
 			"undocumented status":       setStatus(http.StatusConflict),
 		}},
 		{"create company", request{method: http.MethodPost, path: companiesPath, body: `{"name":"Globex"}`, token: a.pair.JWT}, 201, map[string]tamper{
-			"accepted unknown member": func(x *exchange) { x.reqBody = []byte(`{"name":"Globex","partnerId":"par_x"}`) },
-			"accepted an empty name":  func(x *exchange) { x.reqBody = []byte(`{"name":""}`) },
-			"no credential":           func(x *exchange) { x.req.Header.Del("R-Auth") },
-			"externalId missing":      func(x *exchange) { x.body = bytes.Replace(x.body, []byte(`"externalId":null,`), nil, 1) },
+			"accepted unknown member": func(x *exchange) { x.ReqBody = []byte(`{"name":"Globex","partnerId":"par_x"}`) },
+			"accepted an empty name":  func(x *exchange) { x.ReqBody = []byte(`{"name":""}`) },
+			"no credential":           func(x *exchange) { x.Req.Header.Del("R-Auth") },
+			"externalId missing":      func(x *exchange) { x.Body = bytes.Replace(x.Body, []byte(`"externalId":null,`), nil, 1) },
 		}},
 		{"OAuth token", request{method: http.MethodPost, path: "/oauth2/token", body: form("grant_type", "client_credentials"), contentType: formType, header: asA}, 200, map[string]tamper{
 			"no Pragma":             delHeader("Pragma"),
-			"lower-case token_type": func(x *exchange) { x.body = bytes.Replace(x.body, []byte(`"Bearer"`), []byte(`"bearer"`), 1) },
+			"lower-case token_type": func(x *exchange) { x.Body = bytes.Replace(x.Body, []byte(`"Bearer"`), []byte(`"bearer"`), 1) },
 			"keygate's shape":       setBody(`{"jwt":"eyJa.b.c","expirationDate":"2026-06-26T08:11:42.000+00:00","refreshToken":"rt_a","refreshTokenExpiration":"2026-07-26T07:56:42.199+00:00"}`),
-			"accepted a password":   func(x *exchange) { x.reqBody = []byte(form("grant_type", "password")) },
-			"accepted a scope":      func(x *exchange) { x.reqBody = []byte(form("grant_type", "client_credentials", "scope", "orders")) },
+			"accepted a password":   func(x *exchange) { x.ReqBody = []byte(form("grant_type", "password")) },
+			"accepted a scope":      func(x *exchange) { x.ReqBody = []byte(form("grant_type", "client_credentials", "scope", "orders")) },
 		}},
 		{"OAuth refused client", request{method: http.MethodPost, path: "/oauth2/token", body: form("grant_type", "client_credentials"), contentType: formType, header: basic(a.partner.ID, "pk_nope"), remote: "198.51.100.7:1000"}, 401, map[string]tamper{
 			"Bearer challenge": setHeader("WWW-Authenticate", `Bearer realm="keygate"`),
@@ -276,7 +276,7 @@ func TestContractCatchesContradictions(t *testing.T) {
 		{"OAuth introspection", request{method: http.MethodPost, path: "/oauth2/introspect", body: form("token", a.pair.JWT), contentType: formType, header: asA}, 200, map[string]tamper{
 			"inactive, saying more": setBody(`{"active":false,"sub":"` + a.partner.ID + `"}`),
 			"active, saying less":   setBody(`{"active":true,"token_type":"Bearer"}`),
-			"a string for exp":      func(x *exchange) { x.body = regexp.MustCompile(`"exp":\d+`).ReplaceAll(x.body, []byte(`"exp":"soon"`)) },
+			"a string for exp":      func(x *exchange) { x.Body = regexp.MustCompile(`"exp":\d+`).ReplaceAll(x.Body, []byte(`"exp":"soon"`)) },
 		}},
 		{"OAuth revocation", request{method: http.MethodPost, path: "/oauth2/revoke", body: form("token", "nonsense"), contentType: formType, header: asA}, 200, map[string]tamper{
 			"a body":    setBody(`{}`),
@@ -285,10 +285,10 @@ func TestContractCatchesContradictions(t *testing.T) {
 		{"server metadata", request{method: http.MethodGet, path: "/.well-known/oauth-authorization-server"}, 200, map[string]tamper{
 			"no-store": setHeader("Cache-Control", "no-store"),
 			"an authorization grant": func(x *exchange) {
-				x.body = bytes.Replace(x.body, []byte(`"response_types_supported":[]`), []byte(`"response_types_supported":["code"]`), 1)
+				x.Body = bytes.Replace(x.Body, []byte(`"response_types_supported":[]`), []byte(`"response_types_supported":["code"]`), 1)
 			},
 			"no introspection_endpoint": func(x *exchange) {
-				x.body = regexp.MustCompile(`"introspection_endpoint":"[^"]*",`).ReplaceAll(x.body, nil)
+				x.Body = regexp.MustCompile(`"introspection_endpoint":"[^"]*",`).ReplaceAll(x.Body, nil)
 			},
 		}},
 	} {
@@ -307,7 +307,7 @@ func TestContractCatchesContradictions(t *testing.T) {
 			for k, vs := range tc.r.header {
 				req.Header[k] = vs
 			}
-			req.Body = readBody{ReadCloser: req.Body, read: &read}
+			req.Body = readBody{ReadCloser: req.Body, Into: &read}
 			rec := httptest.NewRecorder()
 			e.handler.ServeHTTP(rec, req)
 			if tc.want == http.StatusTooManyRequests && rec.Code != tc.want { // spend the budget of one failure
@@ -315,23 +315,23 @@ func TestContractCatchesContradictions(t *testing.T) {
 				req = httptest.NewRequest(tc.r.method, tc.r.path, strings.NewReader(tc.r.body))
 				req.Header.Set("Content-Type", "application/json")
 				read.Reset()
-				req.Body = readBody{ReadCloser: req.Body, read: &read}
+				req.Body = readBody{ReadCloser: req.Body, Into: &read}
 				e.handler.ServeHTTP(rec, req)
 			}
 			if rec.Code != tc.want {
 				t.Fatalf("status %d, want %d: %s", rec.Code, tc.want, rec.Body)
 			}
-			x := exchange{req: req, reqBody: read.Bytes(), status: rec.Code, header: rec.Header(), body: rec.Body.Bytes()}
-			if v := c.check(t.Context(), x); v.response != nil {
-				t.Fatalf("the real response contradicts the document: %v", v.response)
+			x := exchange{Req: req, ReqBody: read.Bytes(), Status: rec.Code, Header: rec.Header(), Body: rec.Body.Bytes()}
+			if v := c.Check(t.Context(), x); v.Response != nil {
+				t.Fatalf("the real response contradicts the document: %v", v.Response)
 			}
 			for name, tamper := range tc.tampers {
 				y := x
-				y.req = x.req.Clone(t.Context())
-				y.header = x.header.Clone()
-				y.body = slices.Clone(x.body)
+				y.Req = x.Req.Clone(t.Context())
+				y.Header = x.Header.Clone()
+				y.Body = slices.Clone(x.Body)
 				tamper(&y)
-				if v := c.check(t.Context(), y); v.response == nil {
+				if v := c.Check(t.Context(), y); v.Response == nil {
 					t.Errorf("%s: the check did not see it", name)
 				}
 			}
@@ -373,8 +373,8 @@ func TestHeaderFieldsTooLarge(t *testing.T) {
 		if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
 			t.Fatalf("%s %s: status %d, want 431", r.method, r.path, resp.StatusCode)
 		}
-		if v := c.check(t.Context(), exchange{req: req, status: resp.StatusCode, header: resp.Header, body: body}); v.response != nil {
-			t.Errorf("%s %s: the 431 contradicts the document: %v", r.method, r.path, v.response)
+		if v := c.Check(t.Context(), exchange{Req: req, Status: resp.StatusCode, Header: resp.Header, Body: body}); v.Response != nil {
+			t.Errorf("%s %s: the 431 contradicts the document: %v", r.method, r.path, v.Response)
 		}
 	}
 }
