@@ -46,6 +46,8 @@ func explain(err error) error {
 		return errors.New("not found: check the partner and key ids (keygate partner list)")
 	case errors.Is(err, keys.ErrDisabled):
 		return errors.New("the partner or company is disabled")
+	case errors.Is(err, keys.ErrScopeNotAllowed):
+		return fmt.Errorf("%w: a key holds only scopes its partner is allowed (keygate partner scopes set)", err)
 	case errors.Is(err, keys.ErrUnavailable):
 		return fmt.Errorf("database unavailable: %w", err)
 	}
@@ -73,30 +75,70 @@ func writeJSON(w io.Writer, v any) error {
 func (a *app) partnerCommand() *cobra.Command {
 	cmd := commandGroup("partner", "Manage partners and their API keys")
 
-	var name string
+	var name, scopes string
 	var asJSON bool
+	var newKey keyFlags
 	create := &cobra.Command{
-		Use:   "create --name NAME",
+		Use:   "create --name NAME [--scopes \"a b\"] [--key-scopes \"a\"] [--key-name NAME] [--expires-in DURATION]",
 		Short: "Create a partner and print its first API key (shown once)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			allowed, err := keys.ParseScopeString("scopes", scopes)
+			if err != nil {
+				return err
+			}
+			in, err := newKey.input(cmd)
+			if err != nil {
+				return err
+			}
 			return a.withKeys(cmd, true, func(svc *keys.Service) error {
-				p, k, err := svc.CreatePartner(cmd.Context(), keys.Operator, name)
+				p, k, err := svc.CreatePartner(cmd.Context(), keys.Operator, keys.PartnerInput{Name: name, Scopes: allowed, Key: in})
 				if err != nil {
 					return err
 				}
 				if asJSON {
-					return writeJSON(a.stdout, map[string]any{"id": p.ID, "name": p.Name, "keyId": k.ID, "apiKey": k.APIKey.Reveal(), "createdAt": stamp(p.CreatedAt)})
+					return writeJSON(a.stdout, map[string]any{
+						"id": p.ID, "name": p.Name, "scopes": p.Scopes.List(), "keyId": k.ID, "apiKey": k.APIKey.Reveal(), "createdAt": stamp(p.CreatedAt),
+						"keyName": nonEmpty(k.Name), "keyScopes": k.Scopes.List(), "keyExpiresAt": stampPtr(k.ExpiresAt),
+					})
 				}
-				fmt.Fprintf(a.stdout, "partner  %s\nname     %s\nkey id   %s\napi key  %s\n\nStore the API key now: it is shown this once and cannot be retrieved again.\n",
-					p.ID, p.Name, k.ID, k.APIKey.Reveal())
+				fmt.Fprintf(a.stdout, "partner  %s\nname     %s\nscopes   %s\n", p.ID, p.Name, orNone(p.Scopes))
+				a.printNewKey(k)
 				return nil
 			})
 		},
 	}
 	create.Flags().StringVar(&name, "name", "", "partner name (1-200 characters)")
+	create.Flags().StringVar(&scopes, "scopes", "", `the scopes the partner is allowed, space-separated ("orders:read orders:write"); default none`)
+	newKey.register(create, "key-scopes")
 	create.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	_ = create.MarkFlagRequired("name")
+
+	var scopesPartner, scopesSet string
+	scopesCmd := commandGroup("scopes", "Manage the scopes a partner is allowed")
+	set := &cobra.Command{
+		Use:   "set --partner ID --scopes \"a b\"",
+		Short: "Replace the scopes a partner is allowed; narrowing them narrows its and its companies' keys from their next login or refresh",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			allowed, err := keys.ParseScopeString("scopes", scopesSet)
+			if err != nil {
+				return err
+			}
+			return a.withKeys(cmd, false, func(svc *keys.Service) error {
+				if err := svc.SetPartnerScopes(cmd.Context(), keys.Operator, scopesPartner, allowed); err != nil {
+					return err
+				}
+				fmt.Fprintf(a.stdout, "partner %s is allowed: %s\n", scopesPartner, orNone(allowed))
+				return nil
+			})
+		},
+	}
+	set.Flags().StringVar(&scopesPartner, "partner", "", "partner id")
+	set.Flags().StringVar(&scopesSet, "scopes", "", `space-separated scopes; "" allows none`)
+	_ = set.MarkFlagRequired("partner")
+	_ = set.MarkFlagRequired("scopes")
+	scopesCmd.AddCommand(set)
 
 	var listJSON bool
 	list := &cobra.Command{
@@ -112,14 +154,14 @@ func (a *app) partnerCommand() *cobra.Command {
 				if listJSON {
 					out := make([]map[string]any, 0, len(ps))
 					for _, p := range ps {
-						out = append(out, map[string]any{"id": p.ID, "name": p.Name, "status": p.Status, "createdAt": stamp(p.CreatedAt)})
+						out = append(out, map[string]any{"id": p.ID, "name": p.Name, "status": p.Status, "createdAt": stamp(p.CreatedAt), "scopes": p.Scopes.List()})
 					}
 					return writeJSON(a.stdout, out)
 				}
 				tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "ID\tNAME\tSTATUS\tCREATED")
+				fmt.Fprintln(tw, "ID\tNAME\tSTATUS\tCREATED\tSCOPES")
 				for _, p := range ps {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.ID, p.Name, p.Status, stamp(p.CreatedAt))
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.ID, p.Name, p.Status, stamp(p.CreatedAt), orNone(p.Scopes))
 				}
 				return tw.Flush()
 			})
@@ -145,7 +187,7 @@ func (a *app) partnerCommand() *cobra.Command {
 	disable.Flags().StringVar(&disableID, "partner", "", "partner id")
 	_ = disable.MarkFlagRequired("partner")
 
-	cmd.AddCommand(create, list, disable, a.partnerKeyCommand())
+	cmd.AddCommand(create, list, disable, scopesCmd, a.partnerKeyCommand())
 	return cmd
 }
 
@@ -154,26 +196,35 @@ func (a *app) partnerKeyCommand() *cobra.Command {
 
 	var partnerID string
 	var asJSON bool
+	var newKey keyFlags
 	create := &cobra.Command{
-		Use:   "create --partner ID",
+		Use:   "create --partner ID [--scopes \"a b\"] [--key-name NAME] [--expires-in DURATION]",
 		Short: "Add an API key to a partner (shown once); existing keys stay valid until revoked",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			in, err := newKey.input(cmd)
+			if err != nil {
+				return err
+			}
 			return a.withKeys(cmd, false, func(svc *keys.Service) error {
-				k, err := svc.CreateKey(cmd.Context(), keys.Operator, keys.PartnerOwner(partnerID))
+				k, err := svc.CreateKey(cmd.Context(), keys.Operator, keys.PartnerOwner(partnerID), in)
 				if err != nil {
 					return err
 				}
 				if asJSON {
-					return writeJSON(a.stdout, map[string]any{"partnerId": partnerID, "keyId": k.ID, "apiKey": k.APIKey.Reveal(), "createdAt": stamp(k.CreatedAt)})
+					return writeJSON(a.stdout, map[string]any{
+						"partnerId": partnerID, "keyId": k.ID, "apiKey": k.APIKey.Reveal(), "createdAt": stamp(k.CreatedAt),
+						"name": nonEmpty(k.Name), "scopes": k.Scopes.List(), "expiresAt": stampPtr(k.ExpiresAt),
+					})
 				}
-				fmt.Fprintf(a.stdout, "partner  %s\nkey id   %s\napi key  %s\n\nStore the API key now: it is shown this once and cannot be retrieved again.\n",
-					partnerID, k.ID, k.APIKey.Reveal())
+				fmt.Fprintf(a.stdout, "partner  %s\n", partnerID)
+				a.printNewKey(k)
 				return nil
 			})
 		},
 	}
 	create.Flags().StringVar(&partnerID, "partner", "", "partner id")
+	newKey.register(create, "scopes")
 	create.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	_ = create.MarkFlagRequired("partner")
 
@@ -197,14 +248,18 @@ func (a *app) partnerKeyCommand() *cobra.Command {
 				if listJSON {
 					out := make([]map[string]any, 0, len(ks))
 					for _, k := range ks {
-						out = append(out, map[string]any{"keyId": k.ID, "hint": k.Hint, "createdAt": stamp(k.CreatedAt), "lastUsedAt": stampPtr(k.LastUsedAt), "revokedAt": stampPtr(k.RevokedAt)})
+						out = append(out, map[string]any{
+							"keyId": k.ID, "hint": k.Hint, "name": nonEmpty(k.Name), "scopes": k.Scopes.List(), "createdAt": stamp(k.CreatedAt),
+							"expiresAt": stampPtr(k.ExpiresAt), "lastUsedAt": stampPtr(k.LastUsedAt), "revokedAt": stampPtr(k.RevokedAt),
+						})
 					}
 					return writeJSON(a.stdout, out)
 				}
 				tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "KEY ID\tHINT\tCREATED\tLAST USED\tREVOKED")
+				fmt.Fprintln(tw, "KEY ID\tHINT\tNAME\tSCOPES\tCREATED\tEXPIRES\tLAST USED\tREVOKED")
 				for _, k := range ks {
-					fmt.Fprintf(tw, "%s\t%s...\t%s\t%v\t%v\n", k.ID, k.Hint, stamp(k.CreatedAt), orDash(stampPtr(k.LastUsedAt)), orDash(stampPtr(k.RevokedAt)))
+					fmt.Fprintf(tw, "%s\t%s...\t%s\t%s\t%s\t%v\t%v\t%v\n", k.ID, k.Hint, orDash(nonEmpty(k.Name)), orNone(k.Scopes), stamp(k.CreatedAt),
+						orDash(stampPtr(k.ExpiresAt)), orDash(stampPtr(k.LastUsedAt)), orDash(stampPtr(k.RevokedAt)))
 				}
 				return tw.Flush()
 			})
@@ -243,6 +298,75 @@ func orDash(v any) any {
 		return "-"
 	}
 	return v
+}
+
+// nonEmpty is s, or nil for "" (which orDash prints as -).
+func nonEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// orNone prints a scope set, "(none)" for the empty one.
+func orNone(s keys.Scopes) string {
+	if s.Empty() {
+		return "(none)"
+	}
+	return s.String()
+}
+
+// keyFlags are the flags of a new key: its scopes, name and lifetime.
+type keyFlags struct {
+	scopesFlag   string // --scopes, or --key-scopes where --scopes is the partner's
+	scopes, name string
+	expiresIn    time.Duration
+}
+
+func (f *keyFlags) register(cmd *cobra.Command, scopesFlag string) {
+	f.scopesFlag = scopesFlag
+	cmd.Flags().StringVar(&f.scopes, scopesFlag, "", `the key's scopes, space-separated, within the partner's; default all the partner's`)
+	cmd.Flags().StringVar(&f.name, "key-name", "", "a name for the key (1-100 characters), to tell keys apart")
+	cmd.Flags().DurationVar(&f.expiresIn, "expires-in", 0, "the key expires this long from now (e.g. 2160h); default never")
+}
+
+// input is the keys.KeyInput the flags ask for.
+func (f *keyFlags) input(cmd *cobra.Command) (keys.KeyInput, error) {
+	var in keys.KeyInput
+	if cmd.Flags().Changed(f.scopesFlag) {
+		s, err := keys.ParseScopeString(f.scopesFlag, f.scopes)
+		if err != nil {
+			return in, err
+		}
+		in.Scopes = &s
+	}
+	if cmd.Flags().Changed("key-name") {
+		if f.name == "" {
+			return in, &keys.ValidationError{Field: "key-name", Message: "must not be empty"}
+		}
+		in.Name = f.name
+	}
+	if cmd.Flags().Changed("expires-in") {
+		if f.expiresIn <= 0 {
+			return in, &keys.ValidationError{Field: "expires-in", Message: "must be a positive duration, e.g. 2160h"}
+		}
+		at := time.Now().Add(f.expiresIn)
+		in.ExpiresAt = &at
+	}
+	return in, nil
+}
+
+// printNewKey prints a key just made, with its only copy of the API key.
+func (a *app) printNewKey(k keys.NewKey) {
+	fmt.Fprintf(a.stdout, "key id   %s\n", k.ID)
+	if k.Name != "" {
+		fmt.Fprintf(a.stdout, "key name %s\n", k.Name)
+	}
+	fmt.Fprintf(a.stdout, "key scopes %s\n", orNone(k.Scopes))
+	if k.ExpiresAt != nil {
+		fmt.Fprintf(a.stdout, "expires  %s\n", stamp(*k.ExpiresAt))
+	}
+	fmt.Fprintf(a.stdout, "api key  %s\n\nStore the API key now: it is shown this once and cannot be retrieved again.\n", k.APIKey.Reveal())
 }
 
 func (a *app) signingKeyCommand() *cobra.Command {

@@ -28,10 +28,13 @@ func textField(t *testing.T, out, label string) string {
 }
 
 type createdKey struct {
-	PartnerID string `json:"partnerId"`
-	KeyID     string `json:"keyId"`
-	APIKey    string `json:"apiKey"`
-	CreatedAt string `json:"createdAt"`
+	PartnerID string   `json:"partnerId"`
+	KeyID     string   `json:"keyId"`
+	APIKey    string   `json:"apiKey"`
+	CreatedAt string   `json:"createdAt"`
+	Name      *string  `json:"name"`
+	Scopes    []string `json:"scopes"`
+	ExpiresAt *string  `json:"expiresAt"`
 }
 
 // ---------------------------------------------------------------------------
@@ -43,11 +46,11 @@ func TestCLIPartnersKeysAndAudit(t *testing.T) {
 	env := e2eEnv()
 	var secrets []string
 
-	// partner create --json prints exactly the five documented fields.
+	// partner create --json prints exactly the documented fields.
 	out := mustKeygate(t, dir, env, "partner", "create", "--name", "Acme", "--json")
 	var fields map[string]any
 	decodeStrictJSON(t, out, &fields)
-	if got := slices.Sorted(maps.Keys(fields)); !slices.Equal(got, []string{"apiKey", "createdAt", "id", "keyId", "name"}) {
+	if got := slices.Sorted(maps.Keys(fields)); !slices.Equal(got, []string{"apiKey", "createdAt", "id", "keyExpiresAt", "keyId", "keyName", "keyScopes", "name", "scopes"}) {
 		t.Fatalf("partner create --json fields %v", got)
 	}
 	var acme createdPartner
@@ -71,7 +74,7 @@ func TestCLIPartnersKeysAndAudit(t *testing.T) {
 
 	// partner list, as a table and as JSON.
 	out = mustKeygate(t, dir, env, "partner", "list")
-	if lines := slices.Collect(strings.Lines(out)); len(lines) != 3 || strings.Join(strings.Fields(lines[0]), " ") != "ID NAME STATUS CREATED" ||
+	if lines := slices.Collect(strings.Lines(out)); len(lines) != 3 || strings.Join(strings.Fields(lines[0]), " ") != "ID NAME STATUS CREATED SCOPES" ||
 		!strings.Contains(lines[1], acme.ID) || !strings.Contains(lines[2], beta.ID) || !strings.Contains(out, "Beta Ltd") {
 		t.Fatalf("partner list:\n%s", out)
 	}

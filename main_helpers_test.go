@@ -150,11 +150,15 @@ func decodeStrictJSON(t *testing.T, data string, v any) {
 }
 
 type createdPartner struct {
-	ID        string `json:"id"`
-	Name      string `json:"name"`
-	KeyID     string `json:"keyId"`
-	APIKey    string `json:"apiKey"`
-	CreatedAt string `json:"createdAt"`
+	ID           string   `json:"id"`
+	Name         string   `json:"name"`
+	Scopes       []string `json:"scopes"`
+	KeyID        string   `json:"keyId"`
+	APIKey       string   `json:"apiKey"`
+	CreatedAt    string   `json:"createdAt"`
+	KeyName      *string  `json:"keyName"`
+	KeyScopes    []string `json:"keyScopes"`
+	KeyExpiresAt *string  `json:"keyExpiresAt"`
 }
 
 func createPartner(t *testing.T, dir string, env []string, name string) createdPartner {
@@ -166,10 +170,11 @@ func createPartner(t *testing.T, dir string, env []string, name string) createdP
 }
 
 type listedPartner struct {
-	ID        string `json:"id"`
-	Name      string `json:"name"`
-	Status    string `json:"status"`
-	CreatedAt string `json:"createdAt"`
+	ID        string   `json:"id"`
+	Name      string   `json:"name"`
+	Status    string   `json:"status"`
+	CreatedAt string   `json:"createdAt"`
+	Scopes    []string `json:"scopes"`
 }
 
 func listPartners(t *testing.T, dir string, env []string) []listedPartner {
@@ -180,11 +185,14 @@ func listPartners(t *testing.T, dir string, env []string) []listedPartner {
 }
 
 type listedKey struct {
-	KeyID      string  `json:"keyId"`
-	Hint       string  `json:"hint"`
-	CreatedAt  string  `json:"createdAt"`
-	LastUsedAt *string `json:"lastUsedAt"`
-	RevokedAt  *string `json:"revokedAt"`
+	KeyID      string   `json:"keyId"`
+	Hint       string   `json:"hint"`
+	Name       *string  `json:"name"`
+	Scopes     []string `json:"scopes"`
+	CreatedAt  string   `json:"createdAt"`
+	ExpiresAt  *string  `json:"expiresAt"`
+	LastUsedAt *string  `json:"lastUsedAt"`
+	RevokedAt  *string  `json:"revokedAt"`
 }
 
 type auditEvent struct {

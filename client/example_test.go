@@ -29,7 +29,7 @@ func exampleKeygate() (url, apiKey string) {
 	if err != nil {
 		panic(err)
 	}
-	_, k, err := gw.Keys.CreatePartner(ctx, keys.Operator, "Acme")
+	_, k, err := gw.Keys.CreatePartner(ctx, keys.Operator, keys.PartnerInput{Name: "Acme"})
 	if err != nil {
 		panic(err)
 	}

@@ -94,7 +94,7 @@ func startKeygate(tb testing.TB, opts ...keygateOption) *keygate {
 	}))
 	tb.Cleanup(k.srv.Close)
 
-	_, pk, err := gw.Keys.CreatePartner(ctx, keys.Operator, "Acme")
+	_, pk, err := gw.Keys.CreatePartner(ctx, keys.Operator, keys.PartnerInput{Name: "Acme"})
 	if err != nil {
 		tb.Fatalf("CreatePartner: %v", err)
 	}

@@ -70,7 +70,7 @@ func TestMetricsMoveWithTraffic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, k, err := gw.Keys.CreatePartner(ctx, keys.Operator, "Acme")
+	p, k, err := gw.Keys.CreatePartner(ctx, keys.Operator, keys.PartnerInput{Name: "Acme"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import "context"
 type CompanyInput struct {
 	Name       string
 	ExternalID *string
+	Scopes     *Scopes // of its first key; nil: all its partner allows
 }
 
 // CreateCompany creates a company of the calling partner with its first key.
@@ -18,9 +19,16 @@ func (s *Service) CreateCompany(ctx context.Context, actor Actor, partnerID stri
 			return Company{}, NewKey{}, err
 		}
 	}
+	p, err := s.store.GetPartner(ctx, partnerID)
+	if err != nil {
+		return Company{}, NewKey{}, err
+	}
 	now := s.now()
 	c := Company{ID: NewID("com_"), PartnerID: partnerID, Name: in.Name, ExternalID: in.ExternalID, Status: StatusActive, CreatedAt: now}
-	k := newKey(CompanyOwner(partnerID, c.ID), now)
+	k, err := newKey(CompanyOwner(partnerID, c.ID), p.Scopes, KeyInput{Scopes: in.Scopes}, now)
+	if err != nil {
+		return Company{}, NewKey{}, err
+	}
 	evs := []AuditEvent{
 		event(now, actor, "company.created", "company", c.ID),
 		event(now, actor, "key.created", "key", k.ID),

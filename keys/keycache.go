@@ -11,10 +11,25 @@ import (
 // who it speaks for and whether it may act now.
 type ResolvedKey struct {
 	Digest    Digest
-	Principal Principal // with the owner's name
+	Principal Principal // with the owner's name and KeyExpiresAt; Scopes unset
 	// Active is false once the key is revoked or its partner or company
-	// is disabled.
+	// is disabled. An expired key may still be Active: expiry is a matter
+	// of the time it is used at (see Service.Authenticate).
 	Active bool
+	// KeyScopes are the key's own; PartnerScopes its partner's allowed ones.
+	KeyScopes, PartnerScopes Scopes
+}
+
+// principal is who the key speaks for, with the scopes it may obtain.
+func (r ResolvedKey) principal() Principal {
+	p := r.Principal
+	p.Scopes, p.KeyScopes = r.KeyScopes.Intersect(r.PartnerScopes), r.KeyScopes
+	return p
+}
+
+// usable reports whether the key may act at now.
+func (r ResolvedKey) usable(now time.Time) bool {
+	return r.Active && (r.Principal.KeyExpiresAt == nil || now.Before(*r.Principal.KeyExpiresAt))
 }
 
 // keyCheckInterval bounds how long a change made by another process (the
@@ -241,11 +256,11 @@ func (c *keyCache) byKeyDigest(ctx context.Context, d Digest) (ResolvedKey, erro
 // cachedActive reports whether the cache holds d as an active key, without
 // reading the store or checking freshness: a hint for admitting a request
 // that would otherwise be refused, never a reason to refuse one.
-func (c *keyCache) cachedActive(d Digest) bool {
+func (c *keyCache) cachedActive(d Digest, now time.Time) bool {
 	c.mu.RLock()
 	e, ok := c.byDigest[d]
 	c.mu.RUnlock()
-	return ok && e.Active
+	return ok && e.usable(now)
 }
 
 // byKeyID is byKeyDigest by key id, for token checks: it compares the

@@ -84,7 +84,7 @@ func TestAuthenticateServesHitsFromTheCache(t *testing.T) {
 	st := &countingStore{Store: memstore.New()}
 	clk := &manualClock{t: time.Date(2026, 6, 26, 8, 0, 0, 0, time.UTC)}
 	svc := newService(st, clk)
-	p, k, err := svc.CreatePartner(ctx, keys.Operator, "Acme")
+	p, k, err := svc.CreatePartner(ctx, keys.Operator, keys.PartnerInput{Name: "Acme"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +129,7 @@ func TestCacheSeesChangesAtOnce(t *testing.T) {
 	st := memstore.New()
 	clk := &manualClock{t: time.Date(2026, 6, 26, 8, 0, 0, 0, time.UTC)}
 	server, cli := newService(st, clk), newService(st, clk)
-	p, k, err := server.CreatePartner(ctx, keys.Operator, "Acme")
+	p, k, err := server.CreatePartner(ctx, keys.Operator, keys.PartnerInput{Name: "Acme"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +137,7 @@ func TestCacheSeesChangesAtOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k2, err := server.CreateKey(ctx, keys.Operator, keys.PartnerOwner(p.ID))
+	k2, err := server.CreateKey(ctx, keys.Operator, keys.PartnerOwner(p.ID), keys.KeyInput{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,11 +202,11 @@ func TestSharedStoreLoginsSeeChangesAtOnce(t *testing.T) {
 	st := sharedStore()
 	clk := &manualClock{t: time.Date(2026, 6, 26, 8, 0, 0, 0, time.UTC)}
 	server, other := newService(st, clk), newService(st, clk)
-	p, k, err := other.CreatePartner(ctx, keys.Operator, "Acme")
+	p, k, err := other.CreatePartner(ctx, keys.Operator, keys.PartnerInput{Name: "Acme"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	k2, err := other.CreateKey(ctx, keys.Operator, keys.PartnerOwner(p.ID))
+	k2, err := other.CreateKey(ctx, keys.Operator, keys.PartnerOwner(p.ID), keys.KeyInput{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +243,7 @@ func TestConcurrentLoginsShareEpochReads(t *testing.T) {
 	st := sharedStore()
 	clk := &manualClock{t: time.Date(2026, 6, 26, 8, 0, 0, 0, time.UTC)}
 	svc := newService(st, clk)
-	_, k, err := svc.CreatePartner(ctx, keys.Operator, "Acme")
+	_, k, err := svc.CreatePartner(ctx, keys.Operator, keys.PartnerInput{Name: "Acme"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,7 +287,7 @@ func TestCacheEntriesExpire(t *testing.T) {
 	st := &countingStore{Store: memstore.New(), fixedEpoch: true}
 	clk := &manualClock{t: time.Date(2026, 6, 26, 8, 0, 0, 0, time.UTC)}
 	server, cli := newService(st, clk), newService(st, clk)
-	p, k, err := cli.CreatePartner(ctx, keys.Operator, "Acme")
+	p, k, err := cli.CreatePartner(ctx, keys.Operator, keys.PartnerInput{Name: "Acme"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -341,7 +341,7 @@ func TestChangeFeedDropsTheCache(t *testing.T) {
 	t.Cleanup(func() { stop(); <-done })
 	changed := <-st.watching
 
-	p, k, err := cli.CreatePartner(ctx, keys.Operator, "Acme")
+	p, k, err := cli.CreatePartner(ctx, keys.Operator, keys.PartnerInput{Name: "Acme"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -374,7 +374,7 @@ func TestCacheDropsAReadThatRacedAnInvalidation(t *testing.T) {
 	st := &countingStore{Store: memstore.New()}
 	clk := &manualClock{t: time.Date(2026, 6, 26, 8, 0, 0, 0, time.UTC)}
 	svc := newService(st, clk)
-	p, k, err := svc.CreatePartner(ctx, keys.Operator, "Acme")
+	p, k, err := svc.CreatePartner(ctx, keys.Operator, keys.PartnerInput{Name: "Acme"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -406,7 +406,7 @@ func TestCacheIsBounded(t *testing.T) {
 	keys.SetKeyCacheSize(svc, 10)
 	var all []keys.NewKey
 	for range 25 {
-		_, k, err := svc.CreatePartner(ctx, keys.Operator, "p")
+		_, k, err := svc.CreatePartner(ctx, keys.Operator, keys.PartnerInput{Name: "p"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -432,7 +432,7 @@ func TestActivePrincipalChecksEveryClaim(t *testing.T) {
 	clk := &manualClock{t: time.Date(2026, 6, 26, 8, 0, 0, 0, time.UTC)}
 	svc := newService(st, clk)
 	newPartner := func(name string) (keys.Partner, keys.NewKey, keys.NewKey) {
-		p, k, err := svc.CreatePartner(ctx, keys.Operator, name)
+		p, k, err := svc.CreatePartner(ctx, keys.Operator, keys.PartnerInput{Name: name})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -482,7 +482,7 @@ func TestQueuedLookupsShareAFailedRead(t *testing.T) {
 	st := sharedStore()
 	clk := &manualClock{t: time.Date(2026, 6, 26, 8, 0, 0, 0, time.UTC)}
 	svc := newService(st, clk)
-	_, k, err := svc.CreatePartner(ctx, keys.Operator, "Acme")
+	_, k, err := svc.CreatePartner(ctx, keys.Operator, keys.PartnerInput{Name: "Acme"})
 	if err != nil {
 		t.Fatal(err)
 	}

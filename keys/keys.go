@@ -86,6 +86,10 @@ type Partner struct {
 	Name      string
 	Status    string
 	CreatedAt time.Time
+	// Scopes are those the operator allows it: its keys and its
+	// companies' keys hold a subset, and obtain no more than these even if
+	// they hold more.
+	Scopes Scopes
 }
 
 // Company is a partner's customer.
@@ -103,10 +107,16 @@ type Key struct {
 	ID         string
 	Owner      Owner
 	Hint       string
+	Name       string // "" if it has none
+	Scopes     Scopes
 	CreatedAt  time.Time
+	ExpiresAt  *time.Time // nil: it does not expire
 	LastUsedAt *time.Time
 	RevokedAt  *time.Time
 }
+
+// Expired reports whether the key has expired at now.
+func (k Key) Expired(now time.Time) bool { return k.ExpiresAt != nil && !now.Before(*k.ExpiresAt) }
 
 // NewKey is a freshly minted key with the only copy of its plaintext.
 type NewKey struct {
@@ -122,6 +132,13 @@ type Principal struct {
 	CompanyID string // empty for partners
 	KeyID     string
 	Name      string
+	// Scopes are what it may do: from a key, the key's scopes that its
+	// partner allows; from a JWT, the token's scope claim.
+	Scopes Scopes
+	// KeyScopes, from a key only, are the key's own scopes.
+	KeyScopes Scopes
+	// KeyExpiresAt is when its key expires (nil: never): no token outlives it.
+	KeyExpiresAt *time.Time
 }
 
 // Owner is the owner of the principal's key.

@@ -64,10 +64,10 @@ func (s *Service) Authenticate(ctx context.Context, apiKey string) (Principal, e
 	if err != nil {
 		return Principal{}, err
 	}
-	if !r.Active {
-		return Principal{}, ErrInvalidKey
+	if !r.usable(s.now()) {
+		return Principal{}, ErrInvalidKey // revoked, disabled or expired alike
 	}
-	return r.Principal, nil
+	return r.principal(), nil
 }
 
 // KnownActive reports whether apiKey is a well-formed key this process
@@ -80,12 +80,12 @@ func (s *Service) KnownActive(apiKey string) bool {
 	if _, err := ParseAPIKey(apiKey); err != nil {
 		return false
 	}
-	return s.cache.cachedActive(DigestOf(apiKey))
+	return s.cache.cachedActive(DigestOf(apiKey), s.now())
 }
 
 // ActivePrincipal checks that the principal a token names may still act,
-// and fills in its name: ErrInactive if its key was revoked, or its
-// partner or company disabled, since the token was issued.
+// and fills in its name: ErrInactive if its key was revoked or has
+// expired, or its partner or company disabled, since the token was issued.
 func (s *Service) ActivePrincipal(ctx context.Context, want Principal) (Principal, error) {
 	r, err := s.cache.byKeyID(ctx, want.KeyID)
 	if errors.Is(err, ErrInvalidKey) {
@@ -95,8 +95,9 @@ func (s *Service) ActivePrincipal(ctx context.Context, want Principal) (Principa
 		return Principal{}, err
 	}
 	p := r.Principal
-	if !r.Active || p.Kind != want.Kind || p.ID != want.ID || p.PartnerID != want.PartnerID || p.CompanyID != want.CompanyID {
+	if !r.usable(s.now()) || p.Kind != want.Kind || p.ID != want.ID || p.PartnerID != want.PartnerID || p.CompanyID != want.CompanyID {
 		return Principal{}, ErrInactive
 	}
+	p.Scopes = want.Scopes // what the token carries
 	return p, nil
 }

@@ -12,6 +12,12 @@ type Store interface {
 	// the partner's own (ErrWrongOwner otherwise).
 	CreatePartner(ctx context.Context, p Partner, k Key, digest Digest, ev []AuditEvent) error
 	ListPartners(ctx context.Context) ([]Partner, error)
+	// GetPartner reads one partner: ErrNotFound if there is none.
+	GetPartner(ctx context.Context, id string) (Partner, error)
+	// SetPartnerScopes replaces a partner's allowed scopes (ErrNotFound for
+	// an unknown partner). Like RevokeKey, it moves the key epoch: cached
+	// keys of the partner and its companies hold its old scopes.
+	SetPartnerScopes(ctx context.Context, id string, scopes Scopes, at time.Time, ev AuditEvent) error
 	DisablePartner(ctx context.Context, id string, at time.Time, ev AuditEvent) error
 
 	// CreateCompany creates a company with its first key, which must be

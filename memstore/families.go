@@ -82,10 +82,11 @@ func (s *Store) UpdateFamily(_ context.Context, id string, seed *tokens.Family, 
 	}
 	k := s.keys[f.Principal.KeyID]
 	f.PrincipalActive = s.keyActive(k)
+	f.KeyScopes, f.PartnerScopes, f.KeyExpiresAt = k.Scopes, s.partners[k.Owner.PartnerID()].Scopes, msPtr(k.ExpiresAt)
 	change, err := decide(&f)
 	if change.Write {
 		if !exists {
-			stored = &tokens.Family{ID: id, Principal: f.Principal, CreatedAt: ms(f.CreatedAt), FirstExpiresAt: ms(f.FirstExpiresAt)}
+			stored = &tokens.Family{ID: id, Principal: f.Principal, CreatedAt: ms(f.CreatedAt), FirstExpiresAt: ms(f.FirstExpiresAt), Scope: f.Scope}
 			s.families[id] = stored
 			ids := s.byKey[f.Principal.KeyID]
 			if ids == nil {

@@ -20,7 +20,17 @@ func (s *Store) ResolveKey(_ context.Context, digest keys.Digest) (keys.Resolved
 	if !ok {
 		return keys.ResolvedKey{}, keys.ErrInvalidKey
 	}
-	return keys.ResolvedKey{Digest: digest, Principal: s.principal(k), Active: s.keyActive(k)}, nil
+	return s.resolved(digest, k), nil
+}
+
+// resolved is a key as a lookup returns it. The caller holds mu.
+func (s *Store) resolved(digest keys.Digest, k *keys.Key) keys.ResolvedKey {
+	p := s.principal(k)
+	p.KeyExpiresAt = msPtr(k.ExpiresAt)
+	return keys.ResolvedKey{
+		Digest: digest, Principal: p, Active: s.keyActive(k),
+		KeyScopes: k.Scopes, PartnerScopes: s.partners[k.Owner.PartnerID()].Scopes,
+	}
 }
 
 // ResolveKeyID implements keys.Store.
@@ -31,7 +41,7 @@ func (s *Store) ResolveKeyID(_ context.Context, keyID string) (keys.ResolvedKey,
 	if !ok {
 		return keys.ResolvedKey{}, keys.ErrInvalidKey
 	}
-	return keys.ResolvedKey{Digest: s.digestOf[keyID], Principal: s.principal(k), Active: s.keyActive(k)}, nil
+	return s.resolved(s.digestOf[keyID], k), nil
 }
 
 // KeyEpoch implements keys.Store.
@@ -114,6 +124,31 @@ func (s *Store) ListPartners(context.Context) ([]keys.Partner, error) {
 		return strings.Compare(a.ID, b.ID)
 	})
 	return out, nil
+}
+
+// GetPartner implements keys.Store.
+func (s *Store) GetPartner(_ context.Context, id string) (keys.Partner, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	p, ok := s.partners[id]
+	if !ok {
+		return keys.Partner{}, keys.ErrNotFound
+	}
+	return *p, nil
+}
+
+// SetPartnerScopes implements keys.Store.
+func (s *Store) SetPartnerScopes(_ context.Context, id string, scopes keys.Scopes, _ time.Time, ev keys.AuditEvent) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.partners[id]
+	if !ok {
+		return keys.ErrNotFound
+	}
+	p.Scopes = scopes
+	s.epoch++
+	s.appendAudit(ev)
+	return nil
 }
 
 // DisablePartner implements keys.Store. Disabling twice is not an error.
@@ -342,7 +377,7 @@ func (s *Store) checkNewKey(k keys.Key, digest keys.Digest) error {
 
 // insertKey stores a new key; checkNewKey has passed. The caller holds mu.
 func (s *Store) insertKey(k keys.Key, digest keys.Digest) {
-	k.CreatedAt, k.LastUsedAt, k.RevokedAt = ms(k.CreatedAt), nil, nil
+	k.CreatedAt, k.LastUsedAt, k.RevokedAt, k.ExpiresAt = ms(k.CreatedAt), nil, nil, msPtr(k.ExpiresAt)
 	stored := &k
 	s.keys[k.ID] = stored
 	s.digests[digest] = stored

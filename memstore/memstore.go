@@ -95,7 +95,7 @@ func cloneString(s *string) *string {
 
 func cloneKey(k *keys.Key) keys.Key {
 	c := *k
-	c.LastUsedAt, c.RevokedAt = msPtr(k.LastUsedAt), msPtr(k.RevokedAt)
+	c.LastUsedAt, c.RevokedAt, c.ExpiresAt = msPtr(k.LastUsedAt), msPtr(k.RevokedAt), msPtr(k.ExpiresAt)
 	return c
 }
 

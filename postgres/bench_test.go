@@ -23,7 +23,7 @@ func BenchmarkRotate(b *testing.B) {
 	}
 	defer db.Close()
 	ctx := b.Context()
-	_, k, err := newService(db).CreatePartner(ctx, keys.Operator, "Acme")
+	_, k, err := newService(db).CreatePartner(ctx, keys.Operator, keys.PartnerInput{Name: "Acme"})
 	if err != nil {
 		b.Fatal(err)
 	}

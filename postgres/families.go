@@ -55,28 +55,31 @@ func (d *DB) UpdateFamily(ctx context.Context, id string, seed *tokens.Family, d
 	return decision
 }
 
-// familyColumns reads a family's row (f) and whether its key may still act,
-// in the same statement: the key, its partner and its company, if any,
-// active, and still the principal the family names.
+// familyColumns reads a family's row (f) and what its key may still do,
+// in the same statement: whether the key, its partner and its company, if
+// any, are active and still the principal the family names, the key's
+// scopes and its partner's, and the key's expiry.
 const familyColumns = `SELECT f.key_id, f.kind, f.principal_id, f.partner_id, COALESCE(f.company_id, ''),
 		f.created_at, f.generation, f.rotated_at, f.expires_at, f.parent_expires_at, f.first_expires_at,
-		f.revoked_at, COALESCE(f.revoke_reason, ''),
-		COALESCE((SELECT ` + activeExpr + ` FROM api_keys k
-			JOIN partners p ON p.id = k.partner_id
-			LEFT JOIN companies c ON c.id = k.company_id
-			WHERE k.id = f.key_id AND k.partner_id = f.partner_id AND COALESCE(k.company_id, '') = COALESCE(f.company_id, '')), false)
-	FROM refresh_families f`
+		f.revoked_at, COALESCE(f.revoke_reason, ''), f.scopes,
+		COALESCE(` + activeExpr + `, false), COALESCE(k.scopes, ''), COALESCE(p.scopes, ''), k.expires_at
+	FROM refresh_families f
+	LEFT JOIN api_keys k ON k.id = f.key_id AND k.partner_id = f.partner_id AND COALESCE(k.company_id, '') = COALESCE(f.company_id, '')
+	LEFT JOIN partners p ON p.id = k.partner_id
+	LEFT JOIN companies c ON c.id = k.company_id`
 
 // lockFamily reads the family's row and locks it until the transaction
 // ends; exists is false if it has no row.
 func lockFamily(ctx context.Context, tx pgx.Tx, id string) (f tokens.Family, exists bool, err error) {
 	var kind string
 	var created, rotated, expires int64
-	var parentExpires, firstExpires, revoked *int64
+	var parentExpires, firstExpires, revoked, keyExpires *int64
+	var scopes *string
+	var keyScopes, partnerScopes string
 	err = tx.QueryRow(ctx, familyColumns+` WHERE f.id = $1 FOR UPDATE OF f`, id).Scan(
 		&f.Principal.KeyID, &kind, &f.Principal.ID, &f.Principal.PartnerID, &f.Principal.CompanyID,
-		&created, &f.Generation, &rotated, &expires, &parentExpires, &firstExpires, &revoked, &f.RevokeReason,
-		&f.PrincipalActive)
+		&created, &f.Generation, &rotated, &expires, &parentExpires, &firstExpires, &revoked, &f.RevokeReason, &scopes,
+		&f.PrincipalActive, &keyScopes, &partnerScopes, &keyExpires)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return tokens.Family{}, false, nil
 	}
@@ -88,18 +91,39 @@ func lockFamily(ctx context.Context, tx pgx.Tx, id string) (f tokens.Family, exi
 	f.CreatedAt, f.RotatedAt, f.ExpiresAt = fromMS(created), fromMS(rotated), fromMS(expires)
 	f.ParentExpiresAt, f.FirstExpiresAt = fromMSZero(parentExpires), fromMSZero(firstExpires)
 	f.RevokedAt = fromMSPtr(revoked)
+	f.Scope = scopeRequest(scopes)
+	f.KeyScopes, f.PartnerScopes, f.KeyExpiresAt = keys.StoredScopes(keyScopes), keys.StoredScopes(partnerScopes), fromMSPtr(keyExpires)
 	return f, true, nil
+}
+
+// scopeColumn is refresh_families.scopes for a request: NULL for all of
+// the key's scopes, else the set asked for.
+func scopeColumn(r keys.ScopeRequest) *string {
+	if r.All() {
+		return nil
+	}
+	v := r.Scopes().String()
+	return &v
+}
+
+// scopeRequest reads refresh_families.scopes back.
+func scopeRequest(v *string) keys.ScopeRequest {
+	if v == nil {
+		return keys.ScopeRequest{}
+	}
+	return keys.Only(keys.StoredScopes(*v))
 }
 
 // seedFamily is the family of a generation-0 token without a row yet: the
 // seed, with the principal of the key it names and whether that may act.
 func seedFamily(ctx context.Context, tx pgx.Tx, id string, f tokens.Family) (tokens.Family, error) {
-	var partnerID, companyID string
+	var partnerID, companyID, keyScopes, partnerScopes string
 	var active bool
-	err := tx.QueryRow(ctx, `SELECT k.partner_id, COALESCE(k.company_id, ''), `+activeExpr+` FROM api_keys k
+	var keyExpires *int64
+	err := tx.QueryRow(ctx, `SELECT k.partner_id, COALESCE(k.company_id, ''), `+activeExpr+`, k.scopes, p.scopes, k.expires_at FROM api_keys k
 		JOIN partners p ON p.id = k.partner_id
 		LEFT JOIN companies c ON c.id = k.company_id
-		WHERE k.id = $1`, f.Principal.KeyID).Scan(&partnerID, &companyID, &active)
+		WHERE k.id = $1`, f.Principal.KeyID).Scan(&partnerID, &companyID, &active, &keyScopes, &partnerScopes, &keyExpires)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return tokens.Family{}, keys.ErrNotFound
 	}
@@ -113,6 +137,7 @@ func seedFamily(ctx context.Context, tx pgx.Tx, id string, f tokens.Family) (tok
 	f.ID = id
 	f.Principal = keys.PrincipalOf(f.Principal.KeyID, o, "")
 	f.PrincipalActive = active
+	f.KeyScopes, f.PartnerScopes, f.KeyExpiresAt = keys.StoredScopes(keyScopes), keys.StoredScopes(partnerScopes), fromMSPtr(keyExpires)
 	return f, nil
 }
 
@@ -125,12 +150,12 @@ func writeFamily(ctx context.Context, tx pgx.Tx, f tokens.Family, exists bool, r
 		p := f.Principal
 		tag, err := tx.Exec(ctx, `INSERT INTO refresh_families
 			(id, key_id, kind, principal_id, partner_id, company_id, created_at, generation, rotated_at, expires_at,
-			 parent_expires_at, first_expires_at, revoked_at, revoke_reason)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+			 parent_expires_at, first_expires_at, revoked_at, revoke_reason, scopes)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
 			ON CONFLICT (id) DO NOTHING`,
 			f.ID, p.KeyID, string(p.Kind), p.ID, p.PartnerID, nullString(p.CompanyID),
 			ms(f.CreatedAt), f.Generation, ms(f.RotatedAt), ms(f.ExpiresAt), msZero(f.ParentExpiresAt),
-			msZero(f.FirstExpiresAt), msPtr(f.RevokedAt), nullString(f.RevokeReason))
+			msZero(f.FirstExpiresAt), msPtr(f.RevokedAt), nullString(f.RevokeReason), scopeColumn(f.Scope))
 		if err != nil {
 			return err
 		}

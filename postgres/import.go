@@ -47,9 +47,9 @@ func (d *DB) Import(ctx context.Context, src dump.Source) (dump.Counts, error) {
 		if have != (dump.Counts{}) {
 			return fmt.Errorf("the target database is not empty (%s): keygate store copy fills only a database no keygate has used; start no replica on it before the copy", describe(have))
 		}
-		if err := copyRows(ctx, tx, "partners", []string{"id", "name", "status", "created_at", "disabled_at"}, src.Partners(ctx),
+		if err := copyRows(ctx, tx, "partners", []string{"id", "name", "status", "created_at", "disabled_at", "scopes"}, src.Partners(ctx),
 			func(p dump.Partner) []any {
-				return []any{p.ID, p.Name, p.Status, ms(p.CreatedAt), msPtr(p.DisabledAt)}
+				return []any{p.ID, p.Name, p.Status, ms(p.CreatedAt), msPtr(p.DisabledAt), p.Scopes.String()}
 			}); err != nil {
 			return err
 		}
@@ -64,9 +64,11 @@ func (d *DB) Import(ctx context.Context, src dump.Source) (dump.Counts, error) {
 		if _, err := tx.Exec(ctx, `SELECT setval(pg_get_serial_sequence('companies', 'seq'), COALESCE(MAX(seq), 0) + 1, false) FROM companies`); err != nil {
 			return err
 		}
-		if err := copyRows(ctx, tx, "api_keys", []string{"id", "digest", "hint", "partner_id", "company_id", "created_at", "last_used_at", "revoked_at"}, src.Keys(ctx),
+		if err := copyRows(ctx, tx, "api_keys", []string{"id", "digest", "hint", "partner_id", "company_id", "created_at", "last_used_at", "revoked_at",
+			"name", "scopes", "expires_at"}, src.Keys(ctx),
 			func(k dump.Key) []any {
-				return []any{k.ID, k.Digest[:], k.Hint, k.Owner.PartnerID(), companyColumn(k.Owner), ms(k.CreatedAt), msPtr(k.LastUsedAt), msPtr(k.RevokedAt)}
+				return []any{k.ID, k.Digest[:], k.Hint, k.Owner.PartnerID(), companyColumn(k.Owner), ms(k.CreatedAt), msPtr(k.LastUsedAt), msPtr(k.RevokedAt),
+					nullString(k.Name), k.Scopes.String(), msPtr(k.ExpiresAt)}
 			}); err != nil {
 			return err
 		}
@@ -77,11 +79,12 @@ func (d *DB) Import(ctx context.Context, src dump.Source) (dump.Counts, error) {
 			return err
 		}
 		if err := copyRows(ctx, tx, "refresh_families", []string{"id", "key_id", "kind", "principal_id", "partner_id", "company_id", "created_at",
-			"generation", "rotated_at", "expires_at", "parent_expires_at", "first_expires_at", "revoked_at", "revoke_reason"}, src.Families(ctx),
+			"generation", "rotated_at", "expires_at", "parent_expires_at", "first_expires_at", "revoked_at", "revoke_reason", "scopes"}, src.Families(ctx),
 			func(f tokens.Family) []any {
 				p := f.Principal
 				return []any{f.ID, p.KeyID, string(p.Kind), p.ID, p.PartnerID, nullString(p.CompanyID), ms(f.CreatedAt),
-					f.Generation, ms(f.RotatedAt), ms(f.ExpiresAt), msZero(f.ParentExpiresAt), msZero(f.FirstExpiresAt), msPtr(f.RevokedAt), nullString(f.RevokeReason)}
+					f.Generation, ms(f.RotatedAt), ms(f.ExpiresAt), msZero(f.ParentExpiresAt), msZero(f.FirstExpiresAt), msPtr(f.RevokedAt), nullString(f.RevokeReason),
+					scopeColumn(f.Scope)}
 			}); err != nil {
 			return err
 		}

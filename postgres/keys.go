@@ -17,8 +17,8 @@ func (d *DB) CreatePartner(ctx context.Context, p keys.Partner, k keys.Key, dige
 		return keys.ErrWrongOwner
 	}
 	return d.tx(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `INSERT INTO partners (id, name, status, created_at) VALUES ($1, $2, $3, $4)`,
-			p.ID, p.Name, p.Status, ms(p.CreatedAt)); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO partners (id, name, status, created_at, scopes) VALUES ($1, $2, $3, $4, $5)`,
+			p.ID, p.Name, p.Status, ms(p.CreatedAt), p.Scopes.String()); err != nil {
 			return err
 		}
 		if err := insertKey(ctx, tx, k, digest); err != nil {
@@ -32,15 +32,48 @@ func (d *DB) CreatePartner(ctx context.Context, p keys.Partner, k keys.Key, dige
 func (d *DB) ListPartners(ctx context.Context) ([]keys.Partner, error) {
 	ctx, cancel := bound(ctx)
 	defer cancel()
-	rows, _ := d.pool.Query(ctx, `SELECT id, name, status, created_at FROM partners ORDER BY created_at, id`)
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (keys.Partner, error) {
-		var p keys.Partner
-		var created int64
-		err := row.Scan(&p.ID, &p.Name, &p.Status, &created)
-		p.CreatedAt = fromMS(created)
-		return p, err
-	})
+	rows, _ := d.pool.Query(ctx, `SELECT `+partnerColumns+` FROM partners ORDER BY created_at, id`)
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (keys.Partner, error) { return scanPartner(row) })
 	return out, d.mapErr(err)
+}
+
+const partnerColumns = `id, name, status, created_at, scopes`
+
+func scanPartner(row pgx.Row) (keys.Partner, error) {
+	var p keys.Partner
+	var created int64
+	var scopes string
+	err := row.Scan(&p.ID, &p.Name, &p.Status, &created, &scopes)
+	p.CreatedAt, p.Scopes = fromMS(created), keys.StoredScopes(scopes)
+	return p, err
+}
+
+// GetPartner implements keys.Store.
+func (d *DB) GetPartner(ctx context.Context, id string) (keys.Partner, error) {
+	ctx, cancel := bound(ctx)
+	defer cancel()
+	p, err := scanPartner(d.pool.QueryRow(ctx, `SELECT `+partnerColumns+` FROM partners WHERE id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return keys.Partner{}, keys.ErrNotFound
+	}
+	return p, d.mapErr(err)
+}
+
+// SetPartnerScopes implements keys.Store.
+func (d *DB) SetPartnerScopes(ctx context.Context, id string, scopes keys.Scopes, at time.Time, ev keys.AuditEvent) error {
+	return d.tx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE partners SET scopes = $1 WHERE id = $2`, scopes.String(), id)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return keys.ErrNotFound
+		}
+		if err := bumpKeyEpoch(ctx, tx); err != nil {
+			return err
+		}
+		return insertAudit(ctx, tx, []keys.AuditEvent{ev})
+	})
 }
 
 // DisablePartner implements keys.Store. Disabling twice is not an error.
@@ -179,13 +212,20 @@ func (d *DB) ListKeys(ctx context.Context, o keys.Owner) ([]keys.Key, error) {
 	}
 	ctx, cancel := bound(ctx)
 	defer cancel()
-	rows, _ := d.pool.Query(ctx, `SELECT id, hint, created_at, last_used_at, revoked_at FROM api_keys WHERE `+where+` ORDER BY created_at, id`, args...)
+	rows, _ := d.pool.Query(ctx, `SELECT id, hint, created_at, last_used_at, revoked_at, name, scopes, expires_at
+		FROM api_keys WHERE `+where+` ORDER BY created_at, id`, args...)
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (keys.Key, error) {
 		k := keys.Key{Owner: o}
 		var created int64
-		var used, revoked *int64
-		err := row.Scan(&k.ID, &k.Hint, &created, &used, &revoked)
+		var used, revoked, expires *int64
+		var name *string
+		var scopes string
+		err := row.Scan(&k.ID, &k.Hint, &created, &used, &revoked, &name, &scopes, &expires)
 		k.CreatedAt, k.LastUsedAt, k.RevokedAt = fromMS(created), fromMSPtr(used), fromMSPtr(revoked)
+		k.Scopes, k.ExpiresAt = keys.StoredScopes(scopes), fromMSPtr(expires)
+		if name != nil {
+			k.Name = *name
+		}
 		return k, err
 	})
 	if err != nil {
@@ -238,8 +278,9 @@ func (d *DB) RevokeKey(ctx context.Context, o keys.Owner, keyID string, at time.
 }
 
 func insertKey(ctx context.Context, tx pgx.Tx, k keys.Key, digest keys.Digest) error {
-	_, err := tx.Exec(ctx, `INSERT INTO api_keys (id, digest, hint, partner_id, company_id, created_at) VALUES ($1, $2, $3, $4, $5, $6)`,
-		k.ID, digest[:], k.Hint, k.Owner.PartnerID(), companyColumn(k.Owner), ms(k.CreatedAt))
+	_, err := tx.Exec(ctx, `INSERT INTO api_keys (id, digest, hint, partner_id, company_id, created_at, name, scopes, expires_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		k.ID, digest[:], k.Hint, k.Owner.PartnerID(), companyColumn(k.Owner), ms(k.CreatedAt), nullString(k.Name), k.Scopes.String(), msPtr(k.ExpiresAt))
 	return err
 }
 
@@ -310,8 +351,9 @@ func existsOr(ctx context.Context, tx pgx.Tx, q string, args ...any) error {
 	return err
 }
 
-// bumpKeyEpoch moves the key epoch in a transaction that revokes a key or
-// disables a partner or company (see keys.Store.KeyEpoch), and notifies
+// bumpKeyEpoch moves the key epoch in a transaction that revokes a key,
+// disables a partner or company or changes a partner's scopes (see
+// keys.Store.KeyEpoch), and notifies
 // the replicas' listeners (WatchKeyChanges) in the same transaction:
 // PostgreSQL delivers the notification when, and only if, it commits.
 func bumpKeyEpoch(ctx context.Context, tx pgx.Tx) error {

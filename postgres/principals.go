@@ -13,7 +13,8 @@ import (
 // and its company (c), if any, active.
 const activeExpr = `(k.revoked_at IS NULL AND p.status = 'active' AND (k.company_id IS NULL OR c.status = 'active'))`
 
-const resolvedColumns = `SELECT k.id, k.digest, k.partner_id, COALESCE(k.company_id, ''), p.name, COALESCE(c.name, ''), ` + activeExpr + `
+const resolvedColumns = `SELECT k.id, k.digest, k.partner_id, COALESCE(k.company_id, ''), p.name, COALESCE(c.name, ''), ` + activeExpr + `,
+		k.scopes, p.scopes, k.expires_at
 	FROM api_keys k
 	JOIN partners p ON p.id = k.partner_id
 	LEFT JOIN companies c ON c.id = k.company_id`
@@ -34,9 +35,10 @@ func (d *DB) ResolveKeyID(ctx context.Context, keyID string) (keys.ResolvedKey, 
 
 func (d *DB) scanResolved(row pgx.Row) (keys.ResolvedKey, error) {
 	var r keys.ResolvedKey
-	var keyID, partnerID, companyID, partnerName, companyName string
+	var keyID, partnerID, companyID, partnerName, companyName, keyScopes, partnerScopes string
 	var digest []byte
-	err := row.Scan(&keyID, &digest, &partnerID, &companyID, &partnerName, &companyName, &r.Active)
+	var expires *int64
+	err := row.Scan(&keyID, &digest, &partnerID, &companyID, &partnerName, &companyName, &r.Active, &keyScopes, &partnerScopes, &expires)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return keys.ResolvedKey{}, keys.ErrInvalidKey
 	}
@@ -52,6 +54,7 @@ func (d *DB) scanResolved(row pgx.Row) (keys.ResolvedKey, error) {
 	} else {
 		r.Principal = keys.PrincipalOf(keyID, keys.CompanyOwner(partnerID, companyID), companyName)
 	}
+	r.KeyScopes, r.PartnerScopes, r.Principal.KeyExpiresAt = keys.StoredScopes(keyScopes), keys.StoredScopes(partnerScopes), fromMSPtr(expires)
 	return r, nil
 }
 

@@ -43,7 +43,7 @@ func newService(db *postgres.DB) *keys.Service {
 func TestReplicasSeedOneFamily(t *testing.T) {
 	dbs := replicas(t, 2)
 	svc := newService(dbs[0])
-	_, k, err := svc.CreatePartner(t.Context(), keys.Operator, "Acme")
+	_, k, err := svc.CreatePartner(t.Context(), keys.Operator, keys.PartnerInput{Name: "Acme"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func TestReplicasSeeRevocation(t *testing.T) {
 	dbs := replicas(t, 2)
 	a, b := newService(dbs[0]), newService(dbs[1])
 	ctx := t.Context()
-	p, k, err := b.CreatePartner(ctx, keys.Operator, "Acme")
+	p, k, err := b.CreatePartner(ctx, keys.Operator, keys.PartnerInput{Name: "Acme"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +128,7 @@ func TestReplicasSeeRevocation(t *testing.T) {
 func TestReplicasListCompaniesWhileAdding(t *testing.T) {
 	dbs := replicas(t, 2)
 	ctx := t.Context()
-	p, _, err := newService(dbs[0]).CreatePartner(ctx, keys.Operator, "Acme")
+	p, _, err := newService(dbs[0]).CreatePartner(ctx, keys.Operator, keys.PartnerInput{Name: "Acme"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +191,7 @@ func TestReplicasListCompaniesWhileAdding(t *testing.T) {
 func TestReplicasDeleteFamilies(t *testing.T) {
 	dbs := replicas(t, 2)
 	ctx := t.Context()
-	_, k, err := newService(dbs[0]).CreatePartner(ctx, keys.Operator, "Acme")
+	_, k, err := newService(dbs[0]).CreatePartner(ctx, keys.Operator, keys.PartnerInput{Name: "Acme"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +242,7 @@ func TestReplicasRecordUsage(t *testing.T) {
 	svc := newService(dbs[0])
 	var ids []string
 	for i := range 20 {
-		_, k, err := svc.CreatePartner(ctx, keys.Operator, fmt.Sprintf("p%d", i))
+		_, k, err := svc.CreatePartner(ctx, keys.Operator, keys.PartnerInput{Name: fmt.Sprintf("p%d", i)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -401,7 +401,7 @@ func TestReplicasAnnounceKeyChanges(t *testing.T) {
 	heard := watch(t, a, nil)
 	ctx := t.Context()
 	svc := newService(b)
-	p, k, err := svc.CreatePartner(ctx, keys.Operator, "Acme")
+	p, k, err := svc.CreatePartner(ctx, keys.Operator, keys.PartnerInput{Name: "Acme"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -426,7 +426,7 @@ func TestReplicasAnnounceKeyChanges(t *testing.T) {
 		t.Fatalf("terminated %d listening connections, want 1", n)
 	}
 	heardWithin(t, heard, "the listening connection's end (the reconnection's call)")
-	p2, _, err := svc.CreatePartner(ctx, keys.Operator, "Bolt")
+	p2, _, err := svc.CreatePartner(ctx, keys.Operator, keys.PartnerInput{Name: "Bolt"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -442,7 +442,7 @@ func TestReplicasCacheHearsRevocation(t *testing.T) {
 	frozen := func() time.Time { return t0 }
 	svcA := keys.NewService(dbs[0], nil, frozen, slog.New(slog.DiscardHandler))
 	b := newService(dbs[1])
-	p, k, err := b.CreatePartner(ctx, keys.Operator, "Acme")
+	p, k, err := b.CreatePartner(ctx, keys.Operator, keys.PartnerInput{Name: "Acme"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -67,7 +67,7 @@ type edgeSweep struct {
 
 func newEdgeSweep(t *testing.T, e *env, c *contract, o *fuzzOp) *edgeSweep {
 	ctx := t.Context()
-	p, pk, err := e.keys.CreatePartner(ctx, keys.Operator, "Edge Partner")
+	p, pk, err := e.keys.CreatePartner(ctx, keys.Operator, keys.PartnerInput{Name: "Edge Partner"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +75,7 @@ func newEdgeSweep(t *testing.T, e *env, c *contract, o *fuzzOp) *edgeSweep {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k, err := e.keys.CreateKey(ctx, keys.Operator, keys.CompanyOwner(p.ID, co.ID))
+	k, err := e.keys.CreateKey(ctx, keys.Operator, keys.CompanyOwner(p.ID, co.ID), keys.KeyInput{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -165,7 +165,7 @@ func (fz *apiFuzzer) run(t *testing.T, program []byte) {
 	// company it has disabled: conflicts, refusals and other partners'
 	// companies are a step away.
 	for i, name := range []string{"Fuzz Partner A", "Fuzz Partner B"} {
-		p, pk, err := e.keys.CreatePartner(ctx, keys.Operator, name)
+		p, pk, err := e.keys.CreatePartner(ctx, keys.Operator, keys.PartnerInput{Name: name})
 		if err != nil {
 			t.Fatalf("CreatePartner: %v", err)
 		}

@@ -125,7 +125,7 @@ func (s *Server) disableCompany(c *gin.Context) {
 }
 
 func (s *Server) createCompanyKey(c *gin.Context) {
-	key, err := s.keys.CreateKey(c.Request.Context(), actor(c), companyOwner(c))
+	key, err := s.keys.CreateKey(c.Request.Context(), actor(c), companyOwner(c), keys.KeyInput{})
 	if err != nil {
 		s.fail(c, err)
 		return

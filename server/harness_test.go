@@ -353,7 +353,7 @@ func refreshBody(rt string) string { return `{"refreshToken":` + jsonString(rt) 
 // partner mints a partner as the operator CLI does and returns it with its key.
 func (e *env) partner(name string) (keys.Partner, string) {
 	e.t.Helper()
-	p, k, err := e.keys.CreatePartner(context.Background(), keys.Operator, name)
+	p, k, err := e.keys.CreatePartner(context.Background(), keys.Operator, keys.PartnerInput{Name: name})
 	if err != nil {
 		e.t.Fatalf("CreatePartner: %v", err)
 	}

@@ -106,7 +106,7 @@ func TestKeysServiceSeesOtherHandles(t *testing.T) {
 		wait time.Duration
 	}{{"another handle", cli, time.Second}, {"the same service", server, 0}} {
 		t.Run(through.name, func(t *testing.T) {
-			_, created, err := cli.CreatePartner(ctx, keys.Operator, "Acme")
+			_, created, err := cli.CreatePartner(ctx, keys.Operator, keys.PartnerInput{Name: "Acme"})
 			if err != nil {
 				t.Fatal(err)
 			}

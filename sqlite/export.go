@@ -75,13 +75,14 @@ func rows[T any](ctx context.Context, e *export, q string, scan func(*sql.Rows) 
 }
 
 func (e *export) Partners(ctx context.Context) iter.Seq2[dump.Partner, error] {
-	return rows(ctx, e, `SELECT id, name, status, created_at, disabled_at FROM partners ORDER BY created_at, id`,
+	return rows(ctx, e, `SELECT id, name, status, created_at, disabled_at, scopes FROM partners ORDER BY created_at, id`,
 		func(rs *sql.Rows) (dump.Partner, error) {
 			var p dump.Partner
 			var created int64
 			var disabled sql.NullInt64
-			err := rs.Scan(&p.ID, &p.Name, &p.Status, &created, &disabled)
-			p.CreatedAt, p.DisabledAt = fromMS(created), fromNullMS(disabled)
+			var scopes string
+			err := rs.Scan(&p.ID, &p.Name, &p.Status, &created, &disabled, &scopes)
+			p.CreatedAt, p.DisabledAt, p.Scopes = fromMS(created), fromNullMS(disabled), keys.StoredScopes(scopes)
 			return p, err
 		})
 }
@@ -103,17 +104,20 @@ func (e *export) Companies(ctx context.Context) iter.Seq2[dump.Company, error] {
 }
 
 func (e *export) Keys(ctx context.Context) iter.Seq2[dump.Key, error] {
-	return rows(ctx, e, `SELECT id, digest, hint, partner_id, company_id, created_at, last_used_at, revoked_at FROM api_keys ORDER BY created_at, id`,
+	return rows(ctx, e, `SELECT id, digest, hint, partner_id, company_id, created_at, last_used_at, revoked_at, name, scopes, expires_at
+		FROM api_keys ORDER BY created_at, id`,
 		func(rs *sql.Rows) (dump.Key, error) {
 			var k dump.Key
 			var digest []byte
 			var partnerID string
-			var companyID sql.NullString
+			var companyID, name sql.NullString
 			var created int64
-			var used, revoked sql.NullInt64
-			if err := rs.Scan(&k.ID, &digest, &k.Hint, &partnerID, &companyID, &created, &used, &revoked); err != nil {
+			var used, revoked, expires sql.NullInt64
+			var scopes string
+			if err := rs.Scan(&k.ID, &digest, &k.Hint, &partnerID, &companyID, &created, &used, &revoked, &name, &scopes, &expires); err != nil {
 				return k, err
 			}
+			k.Name, k.Scopes, k.ExpiresAt = name.String, keys.StoredScopes(scopes), fromNullMS(expires)
 			if len(digest) != len(k.Digest) {
 				return k, errors.New("stored key digest has the wrong length")
 			}
@@ -141,15 +145,16 @@ func (e *export) SigningKeys(ctx context.Context) iter.Seq2[tokens.SigningKeyRec
 func (e *export) Families(ctx context.Context) iter.Seq2[tokens.Family, error] {
 	return rows(ctx, e, `SELECT id, key_id, kind, principal_id, partner_id, COALESCE(company_id, ''),
 			created_at, generation, rotated_at, expires_at, COALESCE(parent_expires_at, 0), COALESCE(first_expires_at, 0),
-			COALESCE(revoked_at, 0), COALESCE(revoke_reason, '')
+			COALESCE(revoked_at, 0), COALESCE(revoke_reason, ''), scopes
 		FROM refresh_families WHERE `+neededFamily+` ORDER BY id`,
 		func(rs *sql.Rows) (tokens.Family, error) {
 			var f tokens.Family
 			var kind string
 			var created, rotated, expires, parentExpires, firstExpires, revoked int64
+			var scopes sql.NullString
 			err := rs.Scan(&f.ID, &f.Principal.KeyID, &kind, &f.Principal.ID, &f.Principal.PartnerID, &f.Principal.CompanyID,
-				&created, &f.Generation, &rotated, &expires, &parentExpires, &firstExpires, &revoked, &f.RevokeReason)
-			f.Principal.Kind = keys.Kind(kind)
+				&created, &f.Generation, &rotated, &expires, &parentExpires, &firstExpires, &revoked, &f.RevokeReason, &scopes)
+			f.Principal.Kind, f.Scope = keys.Kind(kind), scopeRequest(scopes)
 			f.CreatedAt, f.RotatedAt, f.ExpiresAt = fromMS(created), fromMS(rotated), fromMS(expires)
 			f.ParentExpiresAt, f.FirstExpiresAt = fromZeroMS(parentExpires), fromZeroMS(firstExpires)
 			if revoked != 0 {

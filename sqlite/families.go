@@ -31,9 +31,11 @@ func (d *DB) UpdateFamily(ctx context.Context, id string, seed *tokens.Family, d
 		case err != nil:
 			return err
 		default:
-			if f.PrincipalActive, err = d.keyActive(ctx, tx, f.Principal); err != nil {
+			k, err := d.keyState(ctx, f.Principal)
+			if err != nil {
 				return err
 			}
+			k.apply(&f)
 		}
 		read := f
 		change, derr := decide(&f)
@@ -64,8 +66,8 @@ func (d *DB) UpdateFamily(ctx context.Context, id string, seed *tokens.Family, d
 // seed, with the principal of the key it names.
 func (d *DB) seedFamily(ctx context.Context, tx *wtx, id string, f tokens.Family) (tokens.Family, error) {
 	var partnerID, companyID string
-	var active bool
-	err := d.wstmts.keyOwner.QueryRowContext(ctx, f.Principal.KeyID).Scan(&partnerID, &companyID, &active)
+	var k keyState
+	err := k.scan(d.wstmts.keyOwner.QueryRowContext(ctx, f.Principal.KeyID), &partnerID, &companyID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return tokens.Family{}, keys.ErrNotFound
 	}
@@ -78,26 +80,51 @@ func (d *DB) seedFamily(ctx context.Context, tx *wtx, id string, f tokens.Family
 	}
 	f.ID = id
 	f.Principal = keys.PrincipalOf(f.Principal.KeyID, o, "")
-	f.PrincipalActive = active
-	d.cache.setActive(f.Principal.KeyID, active)
+	k.apply(&f)
+	d.cache.setKey(f.Principal.KeyID, k)
 	return f, nil
 }
 
-// keyActive reports whether a family's key may still act, through the
-// writer's exact cache.
-func (d *DB) keyActive(ctx context.Context, tx *wtx, p keys.Principal) (bool, error) {
-	if active, ok := d.cache.activeKey[p.KeyID]; ok {
-		return active, nil
+// keyState is what a refresh reads of its family's key, besides the
+// family: whether it may act, its scopes and its partner's, its expiry.
+type keyState struct {
+	active                   bool
+	keyScopes, partnerScopes keys.Scopes
+	expiresAt                *time.Time
+}
+
+// scan reads a keyState, after the columns named by lead, from a row of
+// keyStateColumns.
+func (k *keyState) scan(row *sql.Row, lead ...any) error {
+	var keyScopes, partnerScopes string
+	var expires sql.NullInt64
+	if err := row.Scan(append(lead, &k.active, &keyScopes, &partnerScopes, &expires)...); err != nil {
+		return err
 	}
-	var active bool
-	err := d.wstmts.keyActive.QueryRowContext(ctx, p.KeyID, p.PartnerID, p.CompanyID).Scan(&active)
+	k.keyScopes, k.partnerScopes, k.expiresAt = keys.StoredScopes(keyScopes), keys.StoredScopes(partnerScopes), fromNullMS(expires)
+	return nil
+}
+
+func (k keyState) apply(f *tokens.Family) {
+	f.PrincipalActive, f.KeyScopes, f.PartnerScopes, f.KeyExpiresAt = k.active, k.keyScopes, k.partnerScopes, k.expiresAt
+}
+
+// keyState reads what a family's key may do now, through the writer's
+// exact cache. A key that is not the principal's (or no key) may do
+// nothing.
+func (d *DB) keyState(ctx context.Context, p keys.Principal) (keyState, error) {
+	if k, ok := d.cache.keys[p.KeyID]; ok {
+		return k, nil
+	}
+	var k keyState
+	err := k.scan(d.wstmts.keyState.QueryRowContext(ctx, p.KeyID, p.PartnerID, p.CompanyID))
 	if errors.Is(err, sql.ErrNoRows) {
-		active = false
+		k = keyState{}
 	} else if err != nil {
-		return false, err
+		return keyState{}, err
 	}
-	d.cache.setActive(p.KeyID, active)
-	return active, nil
+	d.cache.setKey(p.KeyID, k)
+	return k, nil
 }
 
 // writeFamily inserts f's row, or updates it if it is still at generation
@@ -108,7 +135,7 @@ func (d *DB) writeFamily(ctx context.Context, tx *wtx, f tokens.Family, exists b
 		_, err := d.wstmts.insertFamily.ExecContext(ctx,
 			f.ID, p.KeyID, string(p.Kind), p.ID, p.PartnerID, nullString(p.CompanyID),
 			ms(f.CreatedAt), f.Generation, ms(f.RotatedAt), ms(f.ExpiresAt), nullTime(f.ParentExpiresAt),
-			nullTime(f.FirstExpiresAt), nullMS(f.RevokedAt), nullString(f.RevokeReason))
+			nullTime(f.FirstExpiresAt), nullMS(f.RevokedAt), nullString(f.RevokeReason), scopeColumn(f.Scope))
 		return err
 	}
 	res, err := d.wstmts.updateFamily.ExecContext(ctx,
@@ -129,9 +156,10 @@ func readFamily(ctx context.Context, st *sql.Stmt, id string) (tokens.Family, er
 	// NULL times come back as 0 (no time is the epoch itself), which scans
 	// into plain int64s: a refresh reads this row every time.
 	var created, rotated, expires, parentExpires, firstExpires, revoked int64
+	var scopes sql.NullString
 	err := st.QueryRowContext(ctx, id).Scan(
 		&f.Principal.KeyID, &kind, &f.Principal.ID, &f.Principal.PartnerID, &f.Principal.CompanyID,
-		&created, &f.Generation, &rotated, &expires, &parentExpires, &firstExpires, &revoked, &f.RevokeReason)
+		&created, &f.Generation, &rotated, &expires, &parentExpires, &firstExpires, &revoked, &f.RevokeReason, &scopes)
 	if errors.Is(err, sql.ErrNoRows) {
 		return tokens.Family{}, keys.ErrNotFound
 	}
@@ -140,6 +168,7 @@ func readFamily(ctx context.Context, st *sql.Stmt, id string) (tokens.Family, er
 	}
 	f.ID = id
 	f.Principal.Kind = keys.Kind(kind)
+	f.Scope = scopeRequest(scopes)
 	f.CreatedAt, f.RotatedAt, f.ExpiresAt = fromMS(created), fromMS(rotated), fromMS(expires)
 	f.ParentExpiresAt, f.FirstExpiresAt = fromZeroMS(parentExpires), fromZeroMS(firstExpires)
 	if revoked != 0 {
@@ -181,12 +210,32 @@ func (d *DB) DeleteFamilies(ctx context.Context, before time.Time, limit int) (i
 	return int(n), err
 }
 
+// scopeColumn is refresh_families.scopes for a request: NULL for all of
+// the key's scopes, else the set asked for.
+func scopeColumn(r keys.ScopeRequest) sql.NullString {
+	if r.All() {
+		return sql.NullString{}
+	}
+	return sql.NullString{String: r.Scopes().String(), Valid: true}
+}
+
+// scopeRequest reads refresh_families.scopes back.
+func scopeRequest(v sql.NullString) keys.ScopeRequest {
+	if !v.Valid {
+		return keys.ScopeRequest{}
+	}
+	return keys.Only(keys.StoredScopes(v.String))
+}
+
 func nullTime(t time.Time) sql.NullInt64 {
 	if t.IsZero() {
 		return sql.NullInt64{}
 	}
 	return sql.NullInt64{Int64: ms(t), Valid: true}
 }
+
+// keyStateColumns are a keyState's, of a key (k) and its owners.
+const keyStateColumns = activeExpr + `, k.scopes, p.scopes, k.expires_at`
 
 // writeStmts are the statements on the hot write paths, prepared once on
 // the writer's connection.
@@ -196,7 +245,7 @@ type writeStmts struct {
 	savepoint, release, rollbackOp         *sql.Stmt
 	dataVersion                            *sql.Stmt
 	readFamily, insertFamily, updateFamily *sql.Stmt
-	keyActive, keyOwner                    *sql.Stmt
+	keyState, keyOwner                     *sql.Stmt
 }
 
 func (s *writeStmts) prepare(ctx context.Context, db preparer) error {
@@ -210,20 +259,20 @@ func (s *writeStmts) prepare(ctx context.Context, db preparer) error {
 	s.dataVersion = prep(`PRAGMA data_version`)
 	s.readFamily = prep(`SELECT key_id, kind, principal_id, partner_id, COALESCE(company_id, ''),
 			created_at, generation, rotated_at, expires_at, COALESCE(parent_expires_at, 0), COALESCE(first_expires_at, 0),
-			COALESCE(revoked_at, 0), COALESCE(revoke_reason, '')
+			COALESCE(revoked_at, 0), COALESCE(revoke_reason, ''), scopes
 		FROM refresh_families WHERE id = ?`)
 	s.insertFamily = prep(`INSERT INTO refresh_families
 		(id, key_id, kind, principal_id, partner_id, company_id, created_at, generation, rotated_at, expires_at,
-		 parent_expires_at, first_expires_at, revoked_at, revoke_reason)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		 parent_expires_at, first_expires_at, revoked_at, revoke_reason, scopes)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 	s.updateFamily = prep(`UPDATE refresh_families
 		SET generation = ?, rotated_at = ?, expires_at = ?, parent_expires_at = ?, revoked_at = ?, revoke_reason = ?
 		WHERE id = ? AND generation = ?`)
-	s.keyActive = prep(`SELECT 1 FROM api_keys k
+	s.keyState = prep(`SELECT ` + keyStateColumns + ` FROM api_keys k
 		JOIN partners p ON p.id = k.partner_id
 		LEFT JOIN companies c ON c.id = k.company_id
-		WHERE k.id = ? AND k.partner_id = ? AND COALESCE(k.company_id, '') = ?` + activeCondition)
-	s.keyOwner = prep(`SELECT k.partner_id, COALESCE(k.company_id, ''), ` + activeExpr + ` FROM api_keys k
+		WHERE k.id = ? AND k.partner_id = ? AND COALESCE(k.company_id, '') = ?`)
+	s.keyOwner = prep(`SELECT k.partner_id, COALESCE(k.company_id, ''), ` + keyStateColumns + ` FROM api_keys k
 		JOIN partners p ON p.id = k.partner_id
 		LEFT JOIN companies c ON c.id = k.company_id
 		WHERE k.id = ?`)

@@ -83,7 +83,7 @@ func TestFailingCommitsAnswer503AndRecover(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "k.db")
 			db := open(t, path)
 			h, keySvc := gatewayOver(t, db)
-			_, key, err := keySvc.CreatePartner(t.Context(), keys.Operator, "Acme")
+			_, key, err := keySvc.CreatePartner(t.Context(), keys.Operator, keys.PartnerInput{Name: "Acme"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -204,7 +204,7 @@ func TestRealFullDatabase(t *testing.T) {
 	var full error
 	created := 0
 	for i := range 1000 {
-		if _, _, err := svc.CreatePartner(ctx, keys.Operator, fmt.Sprintf("partner %d %s", i, strings.Repeat("x", 180))); err != nil {
+		if _, _, err := svc.CreatePartner(ctx, keys.Operator, keys.PartnerInput{Name: fmt.Sprintf("partner %d %s", i, strings.Repeat("x", 180))}); err != nil {
 			full = err
 			break
 		}
@@ -223,7 +223,7 @@ func TestRealFullDatabase(t *testing.T) {
 	if err := db.SetMaxPageCount(ctx, 1<<30); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := svc.CreatePartner(ctx, keys.Operator, "after"); err != nil {
+	if _, _, err := svc.CreatePartner(ctx, keys.Operator, keys.PartnerInput{Name: "after"}); err != nil {
 		t.Errorf("after making room: %v", err)
 	}
 	if err := db.IntegrityCheck(ctx); err != nil {

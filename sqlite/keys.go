@@ -16,8 +16,8 @@ func (d *DB) CreatePartner(ctx context.Context, p keys.Partner, k keys.Key, dige
 		return keys.ErrWrongOwner
 	}
 	return d.do(ctx, func(ctx context.Context, tx *wtx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO partners (id, name, status, created_at) VALUES (?, ?, ?, ?)`,
-			p.ID, p.Name, p.Status, ms(p.CreatedAt)); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO partners (id, name, status, created_at, scopes) VALUES (?, ?, ?, ?, ?)`,
+			p.ID, p.Name, p.Status, ms(p.CreatedAt), p.Scopes.String()); err != nil {
 			return err
 		}
 		if err := insertKey(ctx, tx, k, digest); err != nil {
@@ -27,24 +27,60 @@ func (d *DB) CreatePartner(ctx context.Context, p keys.Partner, k keys.Key, dige
 	})
 }
 
+const partnerColumns = `id, name, status, created_at, scopes`
+
+func scanPartner(scan func(...any) error) (keys.Partner, error) {
+	var p keys.Partner
+	var created int64
+	var scopes string
+	err := scan(&p.ID, &p.Name, &p.Status, &created, &scopes)
+	p.CreatedAt, p.Scopes = fromMS(created), keys.StoredScopes(scopes)
+	return p, err
+}
+
 // ListPartners implements keys.Store.
 func (d *DB) ListPartners(ctx context.Context) ([]keys.Partner, error) {
-	rows, err := d.read.QueryContext(ctx, `SELECT id, name, status, created_at FROM partners ORDER BY created_at, id`)
+	rows, err := d.read.QueryContext(ctx, `SELECT `+partnerColumns+` FROM partners ORDER BY created_at, id`)
 	if err != nil {
 		return nil, mapErr(err)
 	}
 	defer rows.Close()
 	var out []keys.Partner
 	for rows.Next() {
-		var p keys.Partner
-		var created int64
-		if err := rows.Scan(&p.ID, &p.Name, &p.Status, &created); err != nil {
+		p, err := scanPartner(rows.Scan)
+		if err != nil {
 			return nil, err
 		}
-		p.CreatedAt = fromMS(created)
 		out = append(out, p)
 	}
 	return out, mapErr(rows.Err())
+}
+
+// GetPartner implements keys.Store.
+func (d *DB) GetPartner(ctx context.Context, id string) (keys.Partner, error) {
+	p, err := scanPartner(d.read.QueryRowContext(ctx, `SELECT `+partnerColumns+` FROM partners WHERE id = ?`, id).Scan)
+	if errors.Is(err, sql.ErrNoRows) {
+		return keys.Partner{}, keys.ErrNotFound
+	}
+	return p, mapErr(err)
+}
+
+// SetPartnerScopes implements keys.Store.
+func (d *DB) SetPartnerScopes(ctx context.Context, id string, scopes keys.Scopes, at time.Time, ev keys.AuditEvent) error {
+	return d.do(ctx, func(ctx context.Context, tx *wtx) error {
+		d.cache.forgetKeys()
+		res, err := tx.ExecContext(ctx, `UPDATE partners SET scopes = ? WHERE id = ?`, scopes.String(), id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return keys.ErrNotFound
+		}
+		if err := bumpKeyEpoch(ctx, tx); err != nil {
+			return err
+		}
+		return insertAudit(ctx, tx, []keys.AuditEvent{ev})
+	})
 }
 
 // DisablePartner implements keys.Store. Disabling twice is not an error.
@@ -172,7 +208,7 @@ func (d *DB) ListKeys(ctx context.Context, o keys.Owner) ([]keys.Key, error) {
 	if !ok {
 		return []keys.Key{}, nil
 	}
-	rows, err := d.read.QueryContext(ctx, `SELECT id, hint, created_at, last_used_at, revoked_at
+	rows, err := d.read.QueryContext(ctx, `SELECT id, hint, created_at, last_used_at, revoked_at, name, scopes, expires_at
 		FROM api_keys WHERE `+where+` ORDER BY created_at, id`, args...)
 	if err != nil {
 		return nil, mapErr(err)
@@ -182,11 +218,14 @@ func (d *DB) ListKeys(ctx context.Context, o keys.Owner) ([]keys.Key, error) {
 	for rows.Next() {
 		k := keys.Key{Owner: o}
 		var created int64
-		var used, revoked sql.NullInt64
-		if err := rows.Scan(&k.ID, &k.Hint, &created, &used, &revoked); err != nil {
+		var used, revoked, expires sql.NullInt64
+		var name sql.NullString
+		var scopes string
+		if err := rows.Scan(&k.ID, &k.Hint, &created, &used, &revoked, &name, &scopes, &expires); err != nil {
 			return nil, err
 		}
 		k.CreatedAt, k.LastUsedAt, k.RevokedAt = fromMS(created), fromNullMS(used), fromNullMS(revoked)
+		k.Name, k.Scopes, k.ExpiresAt = name.String, keys.StoredScopes(scopes), fromNullMS(expires)
 		out = append(out, k)
 	}
 	return out, mapErr(rows.Err())
@@ -251,8 +290,9 @@ func (d *DB) RecordUsage(ctx context.Context, lastUsed map[string]time.Time, evs
 }
 
 func insertKey(ctx context.Context, tx *wtx, k keys.Key, digest keys.Digest) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO api_keys (id, digest, hint, partner_id, company_id, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
-		k.ID, digest[:], k.Hint, k.Owner.PartnerID(), companyColumn(k.Owner), ms(k.CreatedAt))
+	_, err := tx.ExecContext(ctx, `INSERT INTO api_keys (id, digest, hint, partner_id, company_id, created_at, name, scopes, expires_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		k.ID, digest[:], k.Hint, k.Owner.PartnerID(), companyColumn(k.Owner), ms(k.CreatedAt), nullString(k.Name), k.Scopes.String(), nullMS(k.ExpiresAt))
 	return err
 }
 

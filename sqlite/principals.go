@@ -19,9 +19,9 @@ type readStmts struct {
 // and its company (c), if any, active.
 const activeExpr = `(k.revoked_at IS NULL AND p.status = 'active' AND (k.company_id IS NULL OR c.status = 'active'))`
 
-const activeCondition = ` AND ` + activeExpr
 
-const resolvedColumns = `SELECT k.id, k.digest, k.partner_id, COALESCE(k.company_id, ''), p.name, COALESCE(c.name, ''), ` + activeExpr + `
+const resolvedColumns = `SELECT k.id, k.digest, k.partner_id, COALESCE(k.company_id, ''), p.name, COALESCE(c.name, ''), ` + activeExpr + `,
+		k.scopes, p.scopes, k.expires_at
 	FROM api_keys k
 	JOIN partners p ON p.id = k.partner_id
 	LEFT JOIN companies c ON c.id = k.company_id`
@@ -51,9 +51,10 @@ func (d *DB) ResolveKeyID(ctx context.Context, keyID string) (keys.ResolvedKey, 
 
 func scanResolved(row *sql.Row) (keys.ResolvedKey, error) {
 	var r keys.ResolvedKey
-	var keyID, partnerID, companyID, partnerName, companyName string
+	var keyID, partnerID, companyID, partnerName, companyName, keyScopes, partnerScopes string
 	var digest []byte
-	err := row.Scan(&keyID, &digest, &partnerID, &companyID, &partnerName, &companyName, &r.Active)
+	var expires sql.NullInt64
+	err := row.Scan(&keyID, &digest, &partnerID, &companyID, &partnerName, &companyName, &r.Active, &keyScopes, &partnerScopes, &expires)
 	if errors.Is(err, sql.ErrNoRows) {
 		return keys.ResolvedKey{}, keys.ErrInvalidKey
 	}
@@ -69,6 +70,7 @@ func scanResolved(row *sql.Row) (keys.ResolvedKey, error) {
 	} else {
 		r.Principal = keys.PrincipalOf(keyID, keys.CompanyOwner(partnerID, companyID), companyName)
 	}
+	r.KeyScopes, r.PartnerScopes, r.Principal.KeyExpiresAt = keys.StoredScopes(keyScopes), keys.StoredScopes(partnerScopes), fromNullMS(expires)
 	return r, nil
 }
 
@@ -79,8 +81,9 @@ func (d *DB) KeyEpoch(ctx context.Context) (int64, error) {
 	return epoch, mapErr(err)
 }
 
-// bumpKeyEpoch moves the key epoch in a transaction that revokes a key or
-// disables a partner or company; see keys.Store.KeyEpoch.
+// bumpKeyEpoch moves the key epoch in a transaction that revokes a key,
+// disables a partner or company or changes a partner's scopes; see
+// keys.Store.KeyEpoch.
 func bumpKeyEpoch(ctx context.Context, tx *wtx) error {
 	_, err := tx.ExecContext(ctx, `UPDATE key_epoch SET epoch = epoch + 1 WHERE id = 1`)
 	return err

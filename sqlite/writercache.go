@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"time"
 
+	"keygate/keys"
 	"keygate/tokens"
 )
 
@@ -20,7 +21,7 @@ import (
 // immediate transaction nobody else can commit.
 type writerCache struct {
 	dataVersion int64
-	activeKey   map[string]bool
+	keys        map[string]keyState
 	families    map[string]tokens.Family
 }
 
@@ -39,14 +40,15 @@ func (c *writerCache) forget() {
 	c.forgetFamilies()
 }
 
-// forgetKeys forgets which keys may act: after a revocation or disabling.
-func (c *writerCache) forgetKeys() { c.activeKey = make(map[string]bool) }
+// forgetKeys forgets what keys may do: after a revocation, a disabling or
+// a change of a partner's scopes.
+func (c *writerCache) forgetKeys() { c.keys = make(map[string]keyState) }
 
 // forgetFamilies forgets every family: after rows were deleted.
 func (c *writerCache) forgetFamilies() { c.families = make(map[string]tokens.Family) }
 
-func (c *writerCache) setActive(keyID string, active bool) {
-	put(c.activeKey, keyID, active, maxCachedKeys)
+func (c *writerCache) setKey(keyID string, k keyState) {
+	put(c.keys, keyID, k, maxCachedKeys)
 }
 
 // family returns the family's row as the writer last read or wrote it.
@@ -58,8 +60,9 @@ func (c *writerCache) family(id string) (tokens.Family, bool) {
 // putFamily remembers f as its row now stands, in the row's precision: as
 // readFamily would return it.
 func (c *writerCache) putFamily(f tokens.Family) {
-	f.PrincipalActive = false // read afresh on every use
-	f.Principal.Name = ""     // not stored
+	// Read afresh on every use:
+	f.PrincipalActive, f.KeyScopes, f.PartnerScopes, f.KeyExpiresAt = false, keys.Scopes{}, keys.Scopes{}, nil
+	f.Principal.Name, f.SeedScopes = "", 0 // not stored
 	f.CreatedAt, f.RotatedAt, f.ExpiresAt = fromMS(ms(f.CreatedAt)), fromMS(ms(f.RotatedAt)), fromMS(ms(f.ExpiresAt))
 	f.ParentExpiresAt, f.FirstExpiresAt = fromZeroMS(ms0(f.ParentExpiresAt)), fromZeroMS(ms0(f.FirstExpiresAt))
 	if f.RevokedAt != nil {
@@ -96,7 +99,7 @@ func (c *writerCache) sync(ctx context.Context, st *sql.Stmt) error {
 	if err := st.QueryRowContext(ctx).Scan(&v); err != nil {
 		return err
 	}
-	if v != c.dataVersion || c.activeKey == nil {
+	if v != c.dataVersion || c.keys == nil {
 		c.dataVersion = v
 		c.forget()
 	}

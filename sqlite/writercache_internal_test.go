@@ -15,28 +15,28 @@ func TestKeyCacheStaysBoundedAndWarm(t *testing.T) {
 	c.forget()
 	key := func(i int) string { return fmt.Sprint("key_", i) }
 	for i := range maxCachedKeys + 10 {
-		c.setActive(key(i), i%2 == 0)
+		c.setKey(key(i), keyState{active: i%2 == 0})
 	}
-	if len(c.activeKey) != maxCachedKeys {
-		t.Fatalf("cache holds %d keys, want %d", len(c.activeKey), maxCachedKeys)
+	if len(c.keys) != maxCachedKeys {
+		t.Fatalf("cache holds %d keys, want %d", len(c.keys), maxCachedKeys)
 	}
 	for _, i := range []int{maxCachedKeys + 8, maxCachedKeys + 9} {
-		if active, ok := c.activeKey[key(i)]; !ok || active != (i%2 == 0) {
-			t.Errorf("key %d remembered last: entry %v/%v, want %v/true", i, active, ok, i%2 == 0)
+		if k, ok := c.keys[key(i)]; !ok || k.active != (i%2 == 0) {
+			t.Errorf("key %d remembered last: entry %v/%v, want %v/true", i, k.active, ok, i%2 == 0)
 		}
 	}
 	last := key(maxCachedKeys + 9)
-	c.setActive(last, true)
-	if active := c.activeKey[last]; !active || len(c.activeKey) != maxCachedKeys {
-		t.Errorf("setActive on a key in a full cache: active %v, %d keys; want true, %d", active, len(c.activeKey), maxCachedKeys)
+	c.setKey(last, keyState{active: true})
+	if k := c.keys[last]; !k.active || len(c.keys) != maxCachedKeys {
+		t.Errorf("setKey on a key in a full cache: active %v, %d keys; want true, %d", k.active, len(c.keys), maxCachedKeys)
 	}
-	c.setActive("key_revoked", false)
-	if active, ok := c.activeKey["key_revoked"]; !ok || active || len(c.activeKey) != maxCachedKeys {
-		t.Errorf("setActive(false) on a full cache: entry %v/%v, %d keys", active, ok, len(c.activeKey))
+	c.setKey("key_revoked", keyState{})
+	if k, ok := c.keys["key_revoked"]; !ok || k.active || len(c.keys) != maxCachedKeys {
+		t.Errorf("setKey(inactive) on a full cache: entry %v/%v, %d keys", k.active, ok, len(c.keys))
 	}
 	c.forget()
-	if len(c.activeKey) != 0 {
-		t.Errorf("forget left %d keys", len(c.activeKey))
+	if len(c.keys) != 0 {
+		t.Errorf("forget left %d keys", len(c.keys))
 	}
 }
 
@@ -88,10 +88,10 @@ func TestKeyCacheSync(t *testing.T) {
 		}
 		exec(`COMMIT`)
 	}
-	cached := func() bool { _, ok := c.activeKey["key_1"]; return ok }
+	cached := func() bool { _, ok := c.keys["key_1"]; return ok }
 
 	batch("first batch", false)
-	c.setActive("key_1", true)
+	c.setKey("key_1", keyState{active: true})
 	batch("a batch after none", true)
 	batch("a batch after the writer's own commit", false)
 	if !cached() {

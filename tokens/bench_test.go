@@ -15,7 +15,7 @@ func BenchmarkSign(b *testing.B) {
 			now := e.clock.Now()
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, _, err := e.jwt.Sign(p.Principal, now); err != nil {
+				if _, _, err := e.jwt.Sign(p.Principal, "", now); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -26,11 +26,38 @@ type Family struct {
 	FirstExpiresAt time.Time
 	RevokedAt      *time.Time
 	RevokeReason   string
+	// Scope is what the family's login asked for: all of its key's scopes
+	// (stored as NULL), or a down-scoped set. Its tokens carry what of that
+	// the key may still obtain.
+	Scope keys.ScopeRequest
+	// SeedScopes, of a seed (see FamilyStore.UpdateFamily) only, is the
+	// down-scoped request of its generation-0 token: a bit for each of
+	// KeyScopes, in their order, that the login asked for; 0 for all.
+	// Deciding turns it into Scope, once the store has read KeyScopes.
+	SeedScopes uint32
 
-	// PrincipalActive is read by the store in the same transaction: false if
-	// the key was revoked or the company or partner disabled.
+	// Read by the store in the same transaction, never written:
+	// PrincipalActive is false if the key was revoked or the company or
+	// partner disabled; KeyScopes are the key's own scopes, PartnerScopes
+	// those its partner allows now, and KeyExpiresAt when the key expires
+	// (nil: never).
 	PrincipalActive bool
+	KeyScopes       keys.Scopes
+	PartnerScopes   keys.Scopes
+	KeyExpiresAt    *time.Time
 }
+
+// settle turns a seed's down-scoping request (SeedScopes) into its Scope,
+// once the store has read the key's own scopes; every decision starts with
+// it.
+func (f *Family) settle() {
+	if f.SeedScopes != 0 {
+		f.Scope, f.SeedScopes = keys.Only(maskScopes(f.KeyScopes, f.SeedScopes)), 0
+	}
+}
+
+// held is what the family's key may obtain now.
+func (f *Family) held() keys.Scopes { return f.KeyScopes.Intersect(f.PartnerScopes) }
 
 // Change is what UpdateFamily writes after a decision: the family as left
 // by the decision (if Write) and audit events, in the same transaction.
@@ -47,14 +74,15 @@ type FamilyStore interface {
 	//
 	// If the family has no row and seed is not nil (the family of a
 	// generation-0 token), decide gets the seed, with its Principal filled
-	// in from the key seed.Principal.KeyID names and PrincipalActive set,
-	// and a Write inserts the row; a concurrent insert of the same family
+	// in from the key seed.Principal.KeyID names and the fields read by the
+	// store set, and a Write inserts the row; a concurrent insert of the same family
 	// makes one of them the update of the other's row, never a second row.
 	// keys.ErrNotFound if there is no row and no seed, or the seed's key
 	// does not exist.
 	//
-	// PrincipalActive is read in the same transaction: false if the key was
-	// revoked or its company or partner disabled. decide runs inside the
+	// PrincipalActive, KeyScopes, PartnerScopes and KeyExpiresAt are read
+	// in the same transaction (with the row, if cached, read afresh).
+	// decide runs inside the
 	// store's write transaction (SQLite: on its single writer; memstore:
 	// under its lock): it must be quick and must never call the store.
 	UpdateFamily(ctx context.Context, id string, seed *Family, decide func(f *Family) (Change, error)) error

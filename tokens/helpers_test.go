@@ -379,7 +379,7 @@ type principal struct {
 
 func (e *env) newPartner(tb testing.TB, name string) principal {
 	tb.Helper()
-	_, k, err := e.keys.CreatePartner(context.Background(), keys.Operator, name)
+	_, k, err := e.keys.CreatePartner(context.Background(), keys.Operator, keys.PartnerInput{Name: name})
 	if err != nil {
 		tb.Fatalf("CreatePartner: %v", err)
 	}
@@ -412,7 +412,7 @@ func (e *env) login(tb testing.TB, p principal) tokens.Pair {
 
 func (e *env) sign(tb testing.TB, p keys.Principal) string {
 	tb.Helper()
-	tok, _, err := e.jwt.Sign(p, e.clock.Now())
+	tok, _, err := e.jwt.Sign(p, "", e.clock.Now())
 	if err != nil {
 		tb.Fatalf("Sign: %v", err)
 	}

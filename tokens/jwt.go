@@ -30,9 +30,12 @@ type Claims accesstoken.Claims
 // time claims that are not JSON numbers.
 func (c *Claims) UnmarshalJSON(b []byte) error { return (*accesstoken.Claims)(c).UnmarshalJSON(b) }
 
-// Principal returns who the claims speak for.
+// Principal returns who the claims speak for, with the token's scopes.
 func (c *Claims) Principal() keys.Principal {
-	return keys.Principal{Kind: keys.Kind(c.Kind), ID: c.Subject, PartnerID: c.PartnerID, CompanyID: c.CompanyID, KeyID: c.KeyID}
+	return keys.Principal{
+		Kind: keys.Kind(c.Kind), ID: c.Subject, PartnerID: c.PartnerID, CompanyID: c.CompanyID, KeyID: c.KeyID,
+		Scopes: keys.StoredScopes(c.Scope),
+	}
 }
 
 // JWTConfig is what signing and verification need from the configuration.
@@ -83,20 +86,24 @@ func NewJWT(cfg JWTConfig, ring *Keyring, now func() time.Time) (*JWT, error) {
 	}, nil
 }
 
-// Sign issues an access token for p, valid from now for the access TTL.
-// It writes the token itself (the header is the key's, encoded once; the
+// Sign issues an access token for p, with p's scopes, valid from now for
+// the access TTL but never past p's key's expiry; sid names the session
+// (refresh-token family) it belongs to, "" for none. It writes the token itself (the header is the key's, encoded once; the
 // claims are appended by hand in encoding/json's form) and leaves only the
 // signature to golang-jwt's signing method: on every login and refresh,
 // that halves what building a token costs besides the signature.
-func (j *JWT) Sign(p keys.Principal, now time.Time) (string, time.Time, error) {
+func (j *JWT) Sign(p keys.Principal, sid string, now time.Time) (string, time.Time, error) {
 	key, err := j.keys.signer(now)
 	if err != nil {
 		return "", time.Time{}, err
 	}
 	iat := now.Truncate(time.Second)
 	exp := iat.Add(j.cfg.AccessTTL)
-	var claims [512]byte
-	body := j.appendClaims(claims[:0], p, iat.Unix(), exp.Unix(), newJTI())
+	if p.KeyExpiresAt != nil && p.KeyExpiresAt.Before(exp) {
+		exp = p.KeyExpiresAt.Truncate(time.Second) // exp is whole seconds: never later than the key
+	}
+	var claims [1024]byte
+	body := j.appendClaims(claims[:0], p, sid, iat.Unix(), exp.Unix(), newJTI())
 	token := make([]byte, 0, len(key.header)+1+base64.RawURLEncoding.EncodedLen(len(body))+1+256)
 	token = append(token, key.header...)
 	token = append(token, '.')
@@ -117,7 +124,7 @@ func (j *JWT) Sign(p keys.Principal, now time.Time) (string, time.Time, error) {
 
 // appendClaims appends the claims of an access token as encoding/json
 // writes Claims (the test pins that).
-func (j *JWT) appendClaims(b []byte, p keys.Principal, iat, exp int64, jti string) []byte {
+func (j *JWT) appendClaims(b []byte, p keys.Principal, sid string, iat, exp int64, jti string) []byte {
 	b = append(b, j.fixed...) // {"iss":...,
 	b = jsonw.Key(b, "sub")
 	b = jsonw.String(b, p.ID)
@@ -142,6 +149,14 @@ func (j *JWT) appendClaims(b []byte, p keys.Principal, iat, exp int64, jti strin
 	}
 	b = jsonw.Key(b, "key_id")
 	b = jsonw.String(b, p.KeyID)
+	if !p.Scopes.Empty() {
+		b = jsonw.Key(b, "scope")
+		b = jsonw.String(b, p.Scopes.String())
+	}
+	if sid != "" {
+		b = jsonw.Key(b, "sid")
+		b = jsonw.String(b, sid)
+	}
 	return append(b, '}')
 }
 

@@ -21,12 +21,20 @@ func TestAppendClaimsIsEncodingJSON(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, p := range []keys.Principal{
+		scoped := keys.PrincipalOf("key_3", keys.CompanyOwner("par_1", "com_3"), "")
+		scoped.Scopes = keys.StoredScopes("orders:read orders:write")
+		for i, p := range []keys.Principal{
 			keys.PrincipalOf("key_1", keys.PartnerOwner("par_1"), ""),
 			keys.PrincipalOf("key_2", keys.CompanyOwner("par_1", "com_2"), ""),
+			scoped,
+			scoped,
 		} {
+			sid := ""
+			if i == 3 {
+				sid = "019f02ee5690c2c0d3f17857cffe21b1"
+			}
 			iat, exp := int64(1782460602), int64(1782461502)
-			got := j.appendClaims(nil, p, iat, exp, "jti-1")
+			got := j.appendClaims(nil, p, sid, iat, exp, "jti-1")
 			want, err := json.Marshal(&Claims{
 				RegisteredClaims: jwt.RegisteredClaims{
 					Issuer: cfg.Issuer, Subject: p.ID, Audience: jwt.ClaimStrings{cfg.Audience},
@@ -34,6 +42,7 @@ func TestAppendClaimsIsEncodingJSON(t *testing.T) {
 					IssuedAt: jwt.NewNumericDate(time.Unix(iat, 0)), ID: "jti-1",
 				},
 				ClientID: p.ID, Kind: string(p.Kind), PartnerID: p.PartnerID, CompanyID: p.CompanyID, KeyID: p.KeyID,
+				Scope: p.Scopes.String(), SessionID: sid,
 			})
 			if err != nil {
 				t.Fatal(err)

@@ -26,7 +26,7 @@ func TestSignAndVerify(t *testing.T) {
 			company := e.newCompany(t, partner, "Widgets")
 
 			for _, p := range []principal{partner, company} {
-				tok, exp, err := e.jwt.Sign(p.Principal, e.clock.Now())
+				tok, exp, err := e.jwt.Sign(p.Principal, "", e.clock.Now())
 				if err != nil {
 					t.Fatalf("Sign: %v", err)
 				}
@@ -166,7 +166,7 @@ func TestVerifyTimeWindows(t *testing.T) {
 			p := e.newPartner(t, "Acme")
 			for _, tc := range accesstokentest.TimeWindows(testAccessTTL, testLeeway) {
 				t.Run(tc.Name, func(t *testing.T) {
-					tok, _, err := e.jwt.Sign(p.Principal, t0.Add(tc.SignAt))
+					tok, _, err := e.jwt.Sign(p.Principal, "", t0.Add(tc.SignAt))
 					if err != nil {
 						t.Fatalf("Sign: %v", err)
 					}

@@ -3,6 +3,7 @@ package tokens
 import (
 	"context"
 	"crypto/subtle"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -30,6 +31,10 @@ type LoginOptions struct {
 	// NoRefresh issues no refresh token (the client_credentials grant's
 	// default, RFC 6749 §4.4.3).
 	NoRefresh bool
+	// Scope down-scopes the session: its zero value asks for all the key
+	// may obtain; a scope asked for that the key does not hold is a
+	// *keys.ScopeError (keys.ErrScopeNotAllowed).
+	Scope keys.ScopeRequest
 }
 
 // LoginWith is Login with options.
@@ -53,18 +58,40 @@ func (s *Service) LoginWith(ctx context.Context, apiKey, addr string, o LoginOpt
 	if !ok {
 		return Pair{}, fmt.Errorf("key id %q is not one keygate made", p.KeyID)
 	}
+	granted, err := o.Scope.Grant(p.Scopes)
+	if err != nil {
+		return Pair{}, err
+	}
+	var mask uint32
+	if !o.Scope.All() {
+		mask = scopeMask(p.KeyScopes, granted)
+	}
+	p.Scopes = granted
 	now := s.now()
-	jwt, exp, err := s.jwt.Sign(p, now)
+	// The family's start is its id's millisecond, as a refresh will read it.
+	created := time.UnixMilli(now.UnixMilli()).UTC()
+	familyID := newFamilyID(created)
+	var sid string
+	if !o.NoRefresh {
+		sid = hex.EncodeToString(familyID)
+	}
+	jwt, exp, err := s.jwt.Sign(p, sid, now)
 	if err != nil {
 		return Pair{}, err
 	}
 	s.auth.RecordLogin(ctx, p, hint, addr, true)
 	pair := Pair{Principal: p, JWT: keys.Secret(jwt), ExpiresAt: exp}
 	if !o.NoRefresh {
-		// The family's start is its id's millisecond, as a refresh will read it.
-		created := time.UnixMilli(now.UnixMilli()).UTC()
-		pair.RefreshTokenExpiration = s.expiry(created, created)
-		pair.RefreshToken = s.firstToken(newFamilyID(created), keyID, pair.RefreshTokenExpiration)
+		pair.RefreshTokenExpiration = capAt(s.expiry(created, created), p.KeyExpiresAt)
+		pair.RefreshToken = s.firstToken(familyID, keyID, pair.RefreshTokenExpiration, mask)
 	}
 	return pair, nil
+}
+
+// capAt is t, or limit if that is earlier: no token outlives its key.
+func capAt(t time.Time, limit *time.Time) time.Time {
+	if limit != nil && limit.Before(t) {
+		return *limit
+	}
+	return t
 }

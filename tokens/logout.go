@@ -33,6 +33,7 @@ func (s *Service) revoke(ctx context.Context, raw, clientID string) error {
 		seed = t.seed()
 	}
 	err := s.store.UpdateFamily(ctx, t.family(), seed, func(f *Family) (Change, error) {
+		f.settle()
 		if f.RevokedAt != nil || clientID != "" && f.Principal.ID != clientID {
 			return Change{}, nil
 		}

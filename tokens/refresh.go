@@ -76,6 +76,7 @@ func (s *Service) rotate(ctx context.Context, rt RefreshToken, addr, clientID st
 	var out Family
 	var retry bool
 	err := s.store.UpdateFamily(ctx, t.family(), seed, func(f *Family) (Change, error) {
+		f.settle()
 		now := s.now()
 		switch {
 		case clientID != "" && f.Principal.ID != clientID:
@@ -85,6 +86,8 @@ func (s *Service) rotate(ctx context.Context, rt RefreshToken, addr, clientID st
 		case !f.PrincipalActive:
 			f.RevokedAt, f.RevokeReason = &now, "principal_inactive"
 			return Change{Write: true}, ErrInvalidRefreshToken
+		case f.KeyExpiresAt != nil && !now.Before(*f.KeyExpiresAt):
+			return Change{}, errExpired // its tokens expired with the key; nothing to write
 		case gen == f.Generation:
 			if !now.Before(f.ExpiresAt) {
 				return Change{}, errExpired
@@ -92,7 +95,7 @@ func (s *Service) rotate(ctx context.Context, rt RefreshToken, addr, clientID st
 			f.ParentExpiresAt = f.ExpiresAt
 			f.Generation++
 			f.RotatedAt = now
-			f.ExpiresAt = s.expiry(f.CreatedAt, now)
+			f.ExpiresAt = capAt(s.expiry(f.CreatedAt, now), f.KeyExpiresAt)
 			out = *f
 			return Change{Write: true}, nil
 		case gen == f.Generation-1 && s.cfg.ReuseGrace > 0 && now.Sub(f.RotatedAt) <= s.cfg.ReuseGrace:
@@ -122,12 +125,14 @@ func (s *Service) rotate(ctx context.Context, rt RefreshToken, addr, clientID st
 	default:
 		return Pair{}, err
 	}
-	jwt, exp, err := s.jwt.Sign(out.Principal, s.now())
+	p := out.Principal
+	p.Scopes, p.KeyScopes, p.KeyExpiresAt = out.Scope.Narrow(out.held()), out.KeyScopes, out.KeyExpiresAt
+	jwt, exp, err := s.jwt.Sign(p, out.ID, s.now())
 	if err != nil {
 		return Pair{}, err
 	}
 	return Pair{
-		Principal: out.Principal, GraceRetry: retry, JWT: keys.Secret(jwt), ExpiresAt: exp,
+		Principal: p, GraceRetry: retry, JWT: keys.Secret(jwt), ExpiresAt: exp,
 		RefreshToken: s.token(t.familyID, out.Generation), RefreshTokenExpiration: out.ExpiresAt,
 	}, nil
 }

@@ -524,7 +524,7 @@ func TestRefreshAfterPrincipalInactive(t *testing.T) {
 					e := newEnv(t, backend)
 					var w world
 					w.partner = e.newPartner(t, "Acme")
-					k2, err := e.keys.CreateKey(ctx, keys.Operator, w.partner.Owner())
+					k2, err := e.keys.CreateKey(ctx, keys.Operator, w.partner.Owner(), keys.KeyInput{})
 					if err != nil {
 						t.Fatal(err)
 					}

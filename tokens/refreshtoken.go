@@ -13,7 +13,7 @@ import (
 	"keygate/keys"
 )
 
-// A refresh token is rt_ + base62(payload) + checksum, in one of two forms:
+// A refresh token is rt_ + base62(payload) + checksum, in one of three forms:
 //
 //   - the first token of a family, handed out by a login (generation 0):
 //     family id | key id | expiry | MAC. It is self-contained: the family
@@ -21,6 +21,10 @@ import (
 //     the principal, and the expiry is the token's own. A login therefore
 //     writes nothing; the family's row is created by the first refresh (or
 //     a logout) in the same conditional write that every rotation is.
+//   - the same for a login that down-scoped: family id | key id | expiry |
+//     scopes | MAC, where scopes has a bit for each of the key's own
+//     scopes (at most 32, sorted; a key's scopes never change) that the
+//     login asked for. A fixed width, whatever the scopes' names.
 //   - every later token (generation 1 and up): family id | generation |
 //     MAC, its state in the family's row.
 //
@@ -34,9 +38,11 @@ const (
 	genLen      = 4
 	keyIDLen    = 16
 	expiryLen   = 8
+	scopesLen   = 4
 	macLen      = 24 // 192-bit secret
 	refreshLen  = familyIDLen + genLen + macLen
 	firstLen    = familyIDLen + keyIDLen + expiryLen + macLen
+	scopedLen   = firstLen + scopesLen
 )
 
 // refreshToken is a parsed refresh token whose MAC checked out.
@@ -46,6 +52,7 @@ type refreshToken struct {
 	// Of a generation-0 token only:
 	keyID   string
 	expires time.Time
+	scopes  uint32 // the down-scoping request, as Family.SeedScopes
 }
 
 // family is the token's family id as the store keeps it.
@@ -62,6 +69,7 @@ func (t refreshToken) seed() *Family {
 		RotatedAt:      created,
 		ExpiresAt:      t.expires,
 		FirstExpiresAt: t.expires,
+		SeedScopes:     t.scopes,
 	}
 }
 
@@ -99,13 +107,19 @@ func (s *Service) expiry(created, now time.Time) time.Time {
 	return inactivity
 }
 
-// firstToken is the generation-0 token of a new family.
-func (s *Service) firstToken(familyID, keyID []byte, expires time.Time) keys.Secret {
-	payload := make([]byte, 0, firstLen)
+// firstToken is the generation-0 token of a new family; scopes is its
+// login's down-scoping request over the key's own scopes, 0 for all.
+func (s *Service) firstToken(familyID, keyID []byte, expires time.Time, scopes uint32) keys.Secret {
+	payload := make([]byte, 0, scopedLen)
 	payload = append(payload, familyID...)
 	payload = append(payload, keyID...)
 	payload = binary.BigEndian.AppendUint64(payload, uint64(expires.UnixMilli()))
-	payload = append(payload, s.mac(firstDomain, payload)...)
+	domain := firstDomain
+	if scopes != 0 {
+		payload = binary.BigEndian.AppendUint32(payload, scopes)
+		domain = scopedDomain
+	}
+	payload = append(payload, s.mac(domain, payload)...)
 	return keys.Encode(keys.RefreshTokenPrefix, payload)
 }
 
@@ -132,27 +146,38 @@ func (s *Service) parse(raw string) (refreshToken, bool) {
 		}
 		return refreshToken{familyID: body[:familyIDLen], gen: gen}, true
 	}
+	n, domain := firstLen, firstDomain
 	payload, err := keys.Decode(raw, keys.RefreshTokenPrefix, firstLen)
 	if err != nil {
+		n, domain = scopedLen, scopedDomain
+		if payload, err = keys.Decode(raw, keys.RefreshTokenPrefix, scopedLen); err != nil {
+			return refreshToken{}, false
+		}
+	}
+	body := payload[:n-macLen]
+	if !hmac.Equal(payload[len(body):], s.mac(domain, body)) {
 		return refreshToken{}, false
 	}
-	body := payload[:firstLen-macLen]
-	if !hmac.Equal(payload[len(body):], s.mac(firstDomain, body)) {
-		return refreshToken{}, false
-	}
-	return refreshToken{
+	t := refreshToken{
 		familyID: body[:familyIDLen],
 		keyID:    keys.IDFromBytes("key_", body[familyIDLen:familyIDLen+keyIDLen]),
 		expires:  time.UnixMilli(int64(binary.BigEndian.Uint64(body[familyIDLen+keyIDLen:]))).UTC(),
-	}, true
+	}
+	if n == scopedLen {
+		if t.scopes = binary.BigEndian.Uint32(body[firstLen-macLen:]); t.scopes == 0 {
+			return refreshToken{}, false // a down-scoped request asks for something
+		}
+	}
+	return t, true
 }
 
 // MAC domains keep the two forms' MACs apart. laterDomain is the one
 // keygate has always used, so tokens issued before the first form existed
 // keep working.
 const (
-	firstDomain = "keygate refresh v1 first"
-	laterDomain = "keygate refresh v1"
+	firstDomain  = "keygate refresh v1 first"
+	scopedDomain = "keygate refresh v1 first scoped"
+	laterDomain  = "keygate refresh v1"
 )
 
 // mac is the MAC of body under domain.
@@ -170,4 +195,32 @@ func (s *Service) mac(domain string, body []byte) []byte {
 // blocks, which cost two SHA-256 blocks to make.
 func newHMACPool(key []byte) *sync.Pool {
 	return &sync.Pool{New: func() any { return hmac.New(sha256.New, key) }}
+}
+
+// scopeMask is a down-scoping request as bits over the key's own scopes
+// (in their order): the scopes asked for must be among them.
+func scopeMask(own, asked keys.Scopes) uint32 {
+	var mask uint32
+	i := 0
+	for v := range own.Each() {
+		if asked.Has(v) {
+			mask |= 1 << i
+		}
+		i++
+	}
+	return mask
+}
+
+// maskScopes is the set of the key's own scopes that mask selects.
+func maskScopes(own keys.Scopes, mask uint32) keys.Scopes {
+	var picked []string
+	i := 0
+	for v := range own.Each() {
+		if i < 32 && mask&(1<<i) != 0 {
+			picked = append(picked, v)
+		}
+		i++
+	}
+	s, _ := keys.ParseScopes("scope", picked) // stored scopes are valid
+	return s
 }

@@ -27,7 +27,7 @@ func exampleKeygate() (url, token string) {
 	if err != nil {
 		panic(err)
 	}
-	_, k, err := gw.Keys.CreatePartner(ctx, keys.Operator, "Acme")
+	_, k, err := gw.Keys.CreatePartner(ctx, keys.Operator, keys.PartnerInput{Name: "Acme"})
 	if err != nil {
 		panic(err)
 	}

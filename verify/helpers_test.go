@@ -123,7 +123,7 @@ func startKeygate(tb testing.TB, alg string, clk *clock, opts ...keygateOption) 
 	}))
 	tb.Cleanup(k.srv.Close)
 
-	_, pk, err := gw.Keys.CreatePartner(ctx, keys.Operator, "Acme")
+	_, pk, err := gw.Keys.CreatePartner(ctx, keys.Operator, keys.PartnerInput{Name: "Acme"})
 	if err != nil {
 		tb.Fatalf("CreatePartner: %v", err)
 	}
@@ -182,7 +182,7 @@ func (k *keygate) issued(tb testing.TB) accesstokentest.Issued {
 
 func (k *keygate) signAt(tb testing.TB, p keys.Principal, at time.Time) string {
 	tb.Helper()
-	tok, _, err := k.gw.JWT.Sign(p, at)
+	tok, _, err := k.gw.JWT.Sign(p, "", at)
 	if err != nil {
 		tb.Fatalf("Sign: %v", err)
 	}

@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -140,7 +141,7 @@ func startKeygate(t *testing.T, accessTTL, activationDelay time.Duration) *keyga
 	}))
 	t.Cleanup(srv.Close)
 	k.url, k.stop = srv.URL, srv.Close
-	_, pk, err := gw.Keys.CreatePartner(ctx, keys.Operator, "Acme")
+	_, pk, err := gw.Keys.CreatePartner(ctx, keys.Operator, keys.PartnerInput{Name: "Acme"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,6 +165,13 @@ func (p *process) output() (string, string) {
 	return p.stdout.String(), p.stderr.String()
 }
 
+// environ is the test's environment without KEYGATE_ variables, which
+// keygate refuses when it does not know them (scripts/test.sh exports
+// KEYGATE_TEST_POSTGRES_URL).
+func environ() []string {
+	return slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "KEYGATE_") })
+}
+
 func start(t *testing.T, bin string, env []string, args ...string) *process {
 	t.Helper()
 	return startIn(t, "", bin, env, args...)
@@ -175,7 +183,7 @@ func startIn(t *testing.T, dir, bin string, env []string, args ...string) *proce
 	t.Helper()
 	p := &process{cmd: exec.Command(bin, args...), lines: make(chan string, 100), done: make(chan struct{})}
 	p.cmd.Dir = dir
-	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Env = append(environ(), env...)
 	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -521,7 +529,7 @@ func TestRotationWithTheRealKeygate(t *testing.T) {
 	keygateCmd := func(args ...string) string {
 		t.Helper()
 		cmd := exec.Command(bin, args...)
-		cmd.Dir, cmd.Env = dir, append(os.Environ(), env...)
+		cmd.Dir, cmd.Env = dir, append(environ(), env...)
 		out, err := cmd.Output()
 		if err != nil {
 			t.Fatalf("keygate %q: %v", args, err)

@@ -65,7 +65,7 @@ func floorServer(args []string) error {
 	if err != nil {
 		return err
 	}
-	_, key, err := gw.Keys.CreatePartner(ctx, keys.Operator, "bench")
+	_, key, err := gw.Keys.CreatePartner(ctx, keys.Operator, keys.PartnerInput{Name: "bench"})
 	if err != nil {
 		return err
 	}

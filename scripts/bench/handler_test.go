@@ -57,7 +57,7 @@ func newHandlers(b *testing.B) *handlers {
 	if err != nil {
 		b.Fatal(err)
 	}
-	p, _, err := gw.Keys.CreatePartner(context.Background(), keys.Operator, "bench")
+	p, _, err := gw.Keys.CreatePartner(context.Background(), keys.Operator, keys.PartnerInput{Name: "bench"})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -166,7 +166,7 @@ func BenchmarkRefreshParallel(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			_, k, err := gw.Keys.CreatePartner(b.Context(), keys.Operator, "bench")
+			_, k, err := gw.Keys.CreatePartner(b.Context(), keys.Operator, keys.PartnerInput{Name: "bench"})
 			if err != nil {
 				b.Fatal(err)
 			}

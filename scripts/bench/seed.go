@@ -31,7 +31,7 @@ func seedStore(path string, n int) error {
 	for range 256 {
 		wg.Go(func() {
 			for i := next.Add(1); i <= int64(n); i = next.Add(1) {
-				if _, _, err := svc.CreatePartner(ctx, keys.Operator, fmt.Sprintf("seed %d", i)); err != nil {
+				if _, _, err := svc.CreatePartner(ctx, keys.Operator, keys.PartnerInput{Name: fmt.Sprintf("seed %d", i)}); err != nil {
 					errs <- err
 					return
 				}

@@ -45,6 +45,21 @@ type Claims struct {
 	PartnerID string `json:"partner_id"`
 	CompanyID string `json:"company_id,omitempty"`
 	KeyID     string `json:"key_id"`
+	// Scope is the scopes the token carries, space-separated (RFC 9068);
+	// absent when it carries none.
+	Scope string `json:"scope,omitempty"`
+	// SessionID names the login the token came from (its refresh-token
+	// family), so that keygate's introspection can tell a logged-out
+	// session's tokens; absent for a token issued without a refresh token.
+	SessionID string `json:"sid,omitempty"`
+}
+
+// Scopes are the token's scopes, one by one.
+func (c *Claims) Scopes() []string { return strings.Fields(c.Scope) }
+
+// HasScope reports whether the token carries scope.
+func (c *Claims) HasScope(scope string) bool {
+	return slices.Contains(c.Scopes(), scope)
 }
 
 // UnmarshalJSON decodes the claims as Verify does, refusing time claims
@@ -75,6 +90,8 @@ type wireClaims struct {
 	PartnerID string           `json:"partner_id"`
 	CompanyID string           `json:"company_id"`
 	KeyID     string           `json:"key_id"`
+	Scope     string           `json:"scope"`
+	SessionID string           `json:"sid"`
 }
 
 func (w *wireClaims) claims() Claims {
@@ -84,6 +101,7 @@ func (w *wireClaims) claims() Claims {
 			ExpiresAt: w.ExpiresAt.date, NotBefore: w.NotBefore.date, IssuedAt: w.IssuedAt.date, ID: w.ID,
 		},
 		ClientID: w.ClientID, Kind: w.Kind, PartnerID: w.PartnerID, CompanyID: w.CompanyID, KeyID: w.KeyID,
+		Scope: w.Scope, SessionID: w.SessionID,
 	}
 }
 

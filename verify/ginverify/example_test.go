@@ -30,7 +30,7 @@ func exampleKeygate() (url, partnerToken, companyToken string) {
 	if err != nil {
 		panic(err)
 	}
-	_, pk, err := gw.Keys.CreatePartner(ctx, keys.Operator, "Acme")
+	_, pk, err := gw.Keys.CreatePartner(ctx, keys.Operator, keys.PartnerInput{Name: "Acme"})
 	if err != nil {
 		panic(err)
 	}
