@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"regexp"
+	"strings"
 
 	"keygate/api"
 )
@@ -73,6 +75,48 @@ func RequireKind(kind string) func(http.Handler) http.Handler {
 		})
 	}
 }
+
+// RequireScope is middleware, inside Middleware, that lets through only
+// tokens carrying every one of the scopes; a verified token lacking one
+// gets 403 forbidden with WWW-Authenticate: Bearer error="insufficient_scope"
+// (RFC 6750 §3.1) naming the scopes required, and a request not verified
+// gets the 401.
+//
+// It panics if a scope is not one keygate could issue
+// (^[A-Za-z0-9:._-]{1,64}$) or none is given: a misspelt scope would
+// otherwise refuse every caller.
+func RequireScope(scopes ...string) func(http.Handler) http.Handler {
+	if len(scopes) == 0 {
+		panic("verify.RequireScope: no scope given")
+	}
+	for _, s := range scopes {
+		if !scopePattern.MatchString(s) {
+			panic(fmt.Sprintf("verify.RequireScope(%q): a scope matches %s", s, scopePattern))
+		}
+	}
+	challenge := fmt.Sprintf(`Bearer error="insufficient_scope", scope="%s"`, strings.Join(scopes, " "))
+	message := "this endpoint needs a token with the scope " + strings.Join(scopes, " and ")
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			c, ok := FromContext(r.Context())
+			if !ok {
+				writeError(w, http.StatusUnauthorized, api.CodeUnauthorized, unauthorizedMessage)
+				return
+			}
+			for _, s := range scopes {
+				if !c.HasScope(s) {
+					w.Header().Set("WWW-Authenticate", challenge)
+					writeError(w, http.StatusForbidden, api.CodeForbidden, message)
+					return
+				}
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// scopePattern is the form of keygate's scopes.
+var scopePattern = regexp.MustCompile(`^[A-Za-z0-9:._-]{1,64}$`)
 
 // writeError writes keygate's error body, uncacheable.
 func writeError(w http.ResponseWriter, status int, code, message string) {

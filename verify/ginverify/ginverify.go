@@ -29,6 +29,11 @@ func RequireKind(kind string) gin.HandlerFunc {
 	return adapt(verify.RequireKind(kind))
 }
 
+// RequireScope is verify.RequireScope for Gin.
+func RequireScope(scopes ...string) gin.HandlerFunc {
+	return adapt(verify.RequireScope(scopes...))
+}
+
 // adapt runs a net/http middleware around the rest of Gin's chain, so that
 // both kinds of service get exactly the same responses.
 func adapt(mw func(http.Handler) http.Handler) gin.HandlerFunc {
