@@ -6,8 +6,8 @@
 // The rows are the domain types of keys and tokens, with the few columns
 // those leave out (a company's listing position, a key's digest, when an
 // owner was disabled). Secrets stay as the store keeps them: key digests,
-// signing keys sealed under the master key; refresh tokens are not stored
-// at all, only their families' state.
+// signing keys and the refresh tokens' MAC key sealed under the master key;
+// refresh tokens are not stored at all, only their families' state.
 package dump
 
 import (
@@ -41,7 +41,7 @@ type Key struct {
 
 // Counts are how many rows of each kind a snapshot holds.
 type Counts struct {
-	Partners, Companies, Keys, SigningKeys, Families, AuditEvents int64
+	Partners, Companies, Keys, SigningKeys, SealedSecrets, Families, AuditEvents int64
 }
 
 // Source is one consistent snapshot of a store. Each method reads its rows
@@ -52,6 +52,10 @@ type Source interface {
 	Companies(ctx context.Context) iter.Seq2[Company, error]
 	Keys(ctx context.Context) iter.Seq2[Key, error]
 	SigningKeys(ctx context.Context) iter.Seq2[tokens.SigningKeyRecord, error]
+	// SealedSecrets are the other secrets sealed under the master key (the
+	// refresh tokens' MAC key), placeholders too: without them the copy's
+	// refresh tokens would not be the source's.
+	SealedSecrets(ctx context.Context) iter.Seq2[tokens.SealedSecret, error]
 	// Families are the refresh-token families still needed at the
 	// snapshot's time: every live one, and every one whose generation-0
 	// token has not expired yet (without its row, that token would start

@@ -64,8 +64,9 @@ type Gateway struct {
 }
 
 // New builds the service graph over st. It creates the first signing key
-// of a fresh database and loads the key set, so the gateway can sign at
-// once; master is the master key the signing keys are sealed under.
+// and the refresh-token key of a fresh database and loads them, so the
+// gateway can sign at once; master is the master key they are sealed
+// under.
 func New(ctx context.Context, cfg Config, st store.Store, master tokens.MasterKey, opts Options) (*Gateway, error) {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
@@ -74,6 +75,12 @@ func New(ctx context.Context, cfg Config, st store.Store, master tokens.MasterKe
 		opts.Now = time.Now
 	}
 	t := cfg.Tokens
+	// First: opening the stored refresh-token key proves the master key
+	// before a first signing key is sealed under it.
+	refreshKey, err := tokens.LoadRefreshKey(ctx, st, master, opts.Now)
+	if err != nil {
+		return nil, fmt.Errorf("loading the refresh-token key: %w", err)
+	}
 	ring := NewKeyring(cfg.Tokens, master, st, opts.Now, opts.Log)
 	if err := ring.EnsureKey(ctx); err != nil {
 		return nil, fmt.Errorf("creating signing key: %w", err)
@@ -89,7 +96,7 @@ func New(ctx context.Context, cfg Config, st store.Store, master tokens.MasterKe
 	}
 	recorder := keys.NewRecorder(st, time.Second, opts.Now, opts.Log)
 	keySvc := keys.NewService(st, recorder, opts.Now, opts.Log)
-	tokenSvc := tokens.NewService(keySvc, st, signer, master, tokens.RefreshConfig{
+	tokenSvc := tokens.NewService(keySvc, st, signer, refreshKey, tokens.RefreshConfig{
 		TTL: t.RefreshTTL, MaxLifetime: t.RefreshMaxLifetime, ReuseGrace: t.RefreshReuseGrace, Retention: t.Retention,
 	}, opts.Now)
 	jwks := ring.JWKS

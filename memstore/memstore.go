@@ -37,6 +37,7 @@ type Store struct {
 	families  map[string]*tokens.Family      // by family id
 	byKey     map[string]map[string]struct{} // key id -> its families' ids
 	signing   []tokens.SigningKeyRecord
+	secrets   map[string]tokens.SealedSecret // by name; nil until one is added
 	audit     []keys.AuditEvent
 	auditSeq  int64 // ID of the last audit event
 	seq       int64 // listing position of the last company created

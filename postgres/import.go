@@ -14,7 +14,7 @@ import (
 )
 
 // copiedTables are the tables Import fills, owners before what they own.
-var copiedTables = []string{"partners", "companies", "api_keys", "signing_keys", "refresh_families", "audit_events"}
+var copiedTables = []string{"partners", "companies", "api_keys", "signing_keys", "sealed_secrets", "refresh_families", "audit_events"}
 
 // Import copies every row of src into this database in one transaction
 // (keygate store copy), refusing a database that holds anything: it locks
@@ -78,6 +78,12 @@ func (d *DB) Import(ctx context.Context, src dump.Source) (dump.Counts, error) {
 			}); err != nil {
 			return err
 		}
+		if err := copyRows(ctx, tx, "sealed_secrets", []string{"name", "sealed", "created_at"}, src.SealedSecrets(ctx),
+			func(s tokens.SealedSecret) []any {
+				return []any{s.Name, bytea(s.Sealed), ms(s.CreatedAt)}
+			}); err != nil {
+			return err
+		}
 		if err := copyRows(ctx, tx, "refresh_families", []string{"id", "key_id", "kind", "principal_id", "partner_id", "company_id", "created_at",
 			"generation", "rotated_at", "expires_at", "parent_expires_at", "first_expires_at", "revoked_at", "revoke_reason", "scopes"}, src.Families(ctx),
 			func(f tokens.Family) []any {
@@ -136,12 +142,13 @@ func countRows(ctx context.Context, tx pgx.Tx) (dump.Counts, error) {
 	var c dump.Counts
 	err := tx.QueryRow(ctx, `SELECT
 			(SELECT COUNT(*) FROM partners), (SELECT COUNT(*) FROM companies), (SELECT COUNT(*) FROM api_keys),
-			(SELECT COUNT(*) FROM signing_keys), (SELECT COUNT(*) FROM refresh_families), (SELECT COUNT(*) FROM audit_events)`).
-		Scan(&c.Partners, &c.Companies, &c.Keys, &c.SigningKeys, &c.Families, &c.AuditEvents)
+			(SELECT COUNT(*) FROM signing_keys), (SELECT COUNT(*) FROM refresh_families), (SELECT COUNT(*) FROM audit_events),
+			(SELECT COUNT(*) FROM sealed_secrets)`).
+		Scan(&c.Partners, &c.Companies, &c.Keys, &c.SigningKeys, &c.Families, &c.AuditEvents, &c.SealedSecrets)
 	return c, err
 }
 
 func describe(c dump.Counts) string {
-	return fmt.Sprintf("%d partners, %d companies, %d API keys, %d signing keys, %d refresh-token families, %d audit events",
-		c.Partners, c.Companies, c.Keys, c.SigningKeys, c.Families, c.AuditEvents)
+	return fmt.Sprintf("%d partners, %d companies, %d API keys, %d signing keys, %d sealed secrets, %d refresh-token families, %d audit events",
+		c.Partners, c.Companies, c.Keys, c.SigningKeys, c.SealedSecrets, c.Families, c.AuditEvents)
 }

@@ -142,6 +142,17 @@ func (e *export) SigningKeys(ctx context.Context) iter.Seq2[tokens.SigningKeyRec
 		})
 }
 
+func (e *export) SealedSecrets(ctx context.Context) iter.Seq2[tokens.SealedSecret, error] {
+	return rows(ctx, e, `SELECT name, sealed, created_at FROM sealed_secrets ORDER BY name`,
+		func(rs *sql.Rows) (tokens.SealedSecret, error) {
+			var s tokens.SealedSecret
+			var created int64
+			err := rs.Scan(&s.Name, &s.Sealed, &created)
+			s.CreatedAt = fromMS(created)
+			return s, err
+		})
+}
+
 func (e *export) Families(ctx context.Context) iter.Seq2[tokens.Family, error] {
 	return rows(ctx, e, `SELECT id, key_id, kind, principal_id, partner_id, COALESCE(company_id, ''),
 			created_at, generation, rotated_at, expires_at, COALESCE(parent_expires_at, 0), COALESCE(first_expires_at, 0),
@@ -187,7 +198,7 @@ func (e *export) Counts(ctx context.Context) (dump.Counts, error) {
 	err := e.conn.QueryRowContext(ctx, `SELECT
 			(SELECT COUNT(*) FROM partners), (SELECT COUNT(*) FROM companies), (SELECT COUNT(*) FROM api_keys),
 			(SELECT COUNT(*) FROM signing_keys), (SELECT COUNT(*) FROM refresh_families WHERE `+neededFamily+`),
-			(SELECT COUNT(*) FROM audit_events)`, e.now).
-		Scan(&c.Partners, &c.Companies, &c.Keys, &c.SigningKeys, &c.Families, &c.AuditEvents)
+			(SELECT COUNT(*) FROM audit_events), (SELECT COUNT(*) FROM sealed_secrets)`, e.now).
+		Scan(&c.Partners, &c.Companies, &c.Keys, &c.SigningKeys, &c.Families, &c.AuditEvents, &c.SealedSecrets)
 	return c, mapErr(err)
 }

@@ -8,8 +8,9 @@
 // keys.go partners and their keys, owners.go what an Owner may name,
 // principals.go who a key speaks for (ResolveKey, ResolveKeyID), epoch.go
 // the key epoch, companies.go companies, audit.go usage and the audit
-// trail, signingkeys.go the signing keys, families.go refresh-token
-// families and seeds.go how a login's family gets its row.
+// trail, signingkeys.go the signing keys, secrets.go the sealed secrets
+// and re-sealing, families.go refresh-token families and seeds.go how a
+// login's family gets its row.
 package storetest
 
 import (
@@ -49,6 +50,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"KeyFields", testKeyFields},
 		{"FamilyScopes", testFamilyScopes},
 		{"SigningKeys", testSigningKeys},
+		{"SealedSecrets", testSealedSecrets},
+		{"SealedSecretsConcurrent", testSealedSecretsConcurrent},
+		{"Reseal", testReseal},
 		{"Family", testFamily},
 		{"FamilyPrincipalActive", testFamilyPrincipalActive},
 		{"UpdateFamilyDecisions", testUpdateFamilyDecisions},

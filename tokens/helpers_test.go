@@ -129,11 +129,14 @@ type env struct {
 	clock  *testClock
 	db     store.Store
 	master tokens.MasterKey
-	gw     *gateway.Gateway
-	keys   *keys.Service
-	ring   *tokens.Keyring
-	jwt    *tokens.JWT
-	svc    *tokens.Service
+	// refreshKey is the refresh tokens' MAC key: the one master derives
+	// (newEnv starts every database with a placeholder, see there).
+	refreshKey tokens.RefreshKey
+	gw         *gateway.Gateway
+	keys       *keys.Service
+	ring       *tokens.Keyring
+	jwt        *tokens.JWT
+	svc        *tokens.Service
 }
 
 func defaultEnvConfig() envConfig {
@@ -191,6 +194,14 @@ func newEnv(tb testing.TB, opts ...func(*envConfig)) *env {
 	if err != nil {
 		tb.Fatalf("NewMasterKey: %v", err)
 	}
+	// Tests build refresh tokens under the MAC key a master key derives
+	// (refreshtoken_test.go), and two databases under one master key
+	// accept each other's well-formed tokens: each starts as a database
+	// used before keygate stored the key, with a placeholder. Fresh ones
+	// get a random key: secrets_test.go.
+	if _, err := db.AddSealedSecret(ctx, tokens.SealedSecret{Name: tokens.RefreshMACSecret, CreatedAt: cfg.clock.Now()}); err != nil {
+		tb.Fatalf("AddSealedSecret: %v", err)
+	}
 	seen := db
 	if cfg.wrap != nil {
 		seen = cfg.wrap(db)
@@ -200,7 +211,11 @@ func newEnv(tb testing.TB, opts ...func(*envConfig)) *env {
 		tb.Fatalf("gateway.New: %v", err)
 	}
 	tb.Cleanup(func() { gw.Recorder.Flush(ctx) }) // runs before db.Close
-	return &env{cfg: cfg, clock: cfg.clock, db: db, master: master, gw: gw, keys: gw.Keys, ring: gw.Keyring, jwt: gw.JWT, svc: gw.Tokens}
+	refresh, err := tokens.LoadRefreshKey(ctx, db, master, cfg.clock.Now)
+	if err != nil {
+		tb.Fatalf("LoadRefreshKey: %v", err)
+	}
+	return &env{cfg: cfg, clock: cfg.clock, db: db, master: master, refreshKey: refresh, gw: gw, keys: gw.Keys, ring: gw.Keyring, jwt: gw.JWT, svc: gw.Tokens}
 }
 
 // audit returns the whole audit trail, oldest first, once the batched

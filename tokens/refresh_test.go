@@ -607,7 +607,7 @@ func TestRefreshChecksPrincipalItself(t *testing.T) {
 	eachBackend(t, func(t *testing.T, backend func(*envConfig)) {
 		e := newEnv(t, backend)
 		ctx := t.Context()
-		svc := tokens.NewService(e.keys, cascadeFreeStore{e.db}, e.jwt, e.master, e.cfg.refresh, e.clock.Now)
+		svc := tokens.NewService(e.keys, cascadeFreeStore{e.db}, e.jwt, e.refreshKey, e.cfg.refresh, e.clock.Now)
 		p := e.newPartner(t, "Acme")
 		pair := e.login(t, p)
 		if _, err := svc.Refresh(ctx, pair.RefreshToken.Reveal(), testAddr); err != nil {

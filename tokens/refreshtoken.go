@@ -28,11 +28,11 @@ import (
 //   - every later token (generation 1 and up): family id | generation |
 //     MAC, its state in the family's row.
 //
-// The MAC is an HMAC under a key derived from the master key, which never
-// enters the database: the database holds only each family's state, so
-// nothing in it lets a reader use a token, and the token of any generation
-// can be derived again. That is what makes a retry within the grace window
-// return the identical successor.
+// The MAC is an HMAC under the refresh-token key (secrets.go), which the
+// database holds only sealed under the master key: besides that it holds
+// only each family's state, so nothing in it lets a reader use a token,
+// and the token of any generation can be derived again. That is what makes
+// a retry within the grace window return the identical successor.
 const (
 	familyIDLen = 16
 	genLen      = 4
@@ -133,7 +133,7 @@ func (s *Service) token(familyID []byte, gen int64) keys.Secret {
 }
 
 // parse checks a refresh token's form, checksum and MAC; ok is false for
-// anything that is not a token this master key made.
+// anything that is not a token made under this refresh-token key.
 func (s *Service) parse(raw string) (refreshToken, bool) {
 	if payload, err := keys.Decode(raw, keys.RefreshTokenPrefix, refreshLen); err == nil {
 		body := payload[:familyIDLen+genLen]

@@ -39,7 +39,8 @@ var (
 	firstPattern   = regexp.MustCompile(`^rt_[0-9A-Za-z]{92}$`)
 )
 
-// refreshMACKey is the refresh tokens' MAC key as a master key derives it.
+// refreshMACKey is the refresh tokens' MAC key as a master key derives it:
+// the key of every test env (newEnv).
 func refreshMACKey(tb testing.TB, master string) []byte {
 	tb.Helper()
 	k, err := hkdf.Key(sha256.New, []byte(master), nil, "keygate refresh-token mac v1", 32)
@@ -286,7 +287,11 @@ func TestOldFormTokens(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		restarted := tokens.NewService(e.keys, e.db, e.jwt, master, e.cfg.refresh, e.clock.Now)
+		refresh, err := tokens.LoadRefreshKey(ctx, e.db, master, e.clock.Now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		restarted := tokens.NewService(e.keys, e.db, e.jwt, refresh, e.cfg.refresh, e.clock.Now)
 		e.clock.Advance(time.Minute)
 		for name, tok := range map[string]keys.Secret{"old family": next.RefreshToken, "new family": second.RefreshToken} {
 			pair, err := restarted.Refresh(ctx, tok.Reveal(), testAddr)
@@ -376,12 +381,9 @@ func testRejectsTampered(t *testing.T, e *env, p principal, pair tokens.Pair, li
 		t.Run(name, func(t *testing.T) { e.refreshFails(t, keys.Secret(bad)) })
 	}
 
-	// The same database read with another master key accepts none of its tokens.
-	otherMaster, err := tokens.NewMasterKey(otherMasterKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc := tokens.NewService(e.keys, e.db, e.jwt, otherMaster, e.cfg.refresh, e.clock.Now)
+	// The same database read with another refresh-token key (another
+	// master key's) accepts none of its tokens.
+	svc := tokens.NewService(e.keys, e.db, e.jwt, other.refreshKey, e.cfg.refresh, e.clock.Now)
 	if _, err := svc.Refresh(context.Background(), live, testAddr); !errors.Is(err, tokens.ErrInvalidRefreshToken) {
 		t.Fatalf("a service with another master key: %v, want ErrInvalidRefreshToken", err)
 	}

@@ -4,7 +4,9 @@
 // rotation with reuse detection, logout, housekeeping), with the Store they
 // need. Files are named for their job: login.go, refresh.go, logout.go,
 // authorize.go, housekeeping.go, refreshtoken.go (the token format),
-// jwt.go, signing.go, masterkey.go. It knows nothing of HTTP or SQL.
+// jwt.go, signing.go, masterkey.go, secrets.go (the refresh-token key,
+// sealed in the store), reseal.go (a master-key rotation). It knows
+// nothing of HTTP or SQL.
 package tokens
 
 import (
@@ -41,6 +43,7 @@ var (
 // Store is everything the tokens package persists.
 type Store interface {
 	KeyStore
+	SecretStore
 	FamilyStore
 }
 
@@ -91,7 +94,8 @@ type Service struct {
 	now   func() time.Time
 }
 
-// NewService wires a Service.
-func NewService(auth Authenticator, store FamilyStore, j *JWT, master MasterKey, cfg RefreshConfig, now func() time.Time) *Service {
-	return &Service{auth: auth, store: store, jwt: j, cfg: cfg, hmacs: newHMACPool(master.refreshMAC), now: now}
+// NewService wires a Service; refresh is the refresh tokens' MAC key
+// (LoadRefreshKey).
+func NewService(auth Authenticator, store FamilyStore, j *JWT, refresh RefreshKey, cfg RefreshConfig, now func() time.Time) *Service {
+	return &Service{auth: auth, store: store, jwt: j, cfg: cfg, hmacs: newHMACPool(refresh.mac), now: now}
 }
