@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"keygate/memstore"
 	"keygate/sqlite"
@@ -353,4 +354,88 @@ func TestRotateMasterKeyRowsChanged(t *testing.T) {
 			t.Fatalf("Load with the new master key: %v", err)
 		}
 	})
+}
+
+// recordingHandler keeps every record and reports each on records.
+type recordingHandler struct {
+	records chan slog.Record
+}
+
+func (h recordingHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h recordingHandler) Handle(_ context.Context, r slog.Record) error {
+	h.records <- r.Clone()
+	return nil
+}
+func (h recordingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h recordingHandler) WithGroup(string) slog.Handler      { return h }
+
+// TestKeyringAfterMasterKeyRotation: a process still running with the old
+// master key keeps signing and verifying with the keys it loaded, and
+// each reload warns once, naming the cause; a key added under the new
+// master key is left out. The keyring then refuses to add a signing key.
+func TestKeyringAfterMasterKeyRotation(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	p := e.newPartner(t, "Acme")
+	before := e.sign(t, p.Principal)
+	jwks := e.ring.JWKS()
+	h := recordingHandler{records: make(chan slog.Record, 64)}
+	running := tokens.NewKeyring(tokens.KeyringConfig{Algorithm: tokens.ES256, AccessTTL: testAccessTTL, Leeway: testLeeway}, e.master, e.db, e.clock.Now, slog.New(h))
+	if err := running.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	next := mustMasterKey(t, strings.Repeat("n", 40))
+	if _, err := tokens.RotateMasterKey(ctx, e.db, e.master, next); err != nil {
+		t.Fatal(err)
+	}
+	// Its keys re-sealed; then another process, with the new key, adds a
+	// signing key.
+	if err := e.ring.Load(ctx); !errors.Is(err, tokens.ErrMasterKeyRotated) {
+		t.Fatalf("reload after the rotation = %v, want ErrMasterKeyRotated", err)
+	}
+	if _, err := e.newKeyring(next).Rotate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if err := e.ring.Load(ctx); !errors.Is(err, tokens.ErrMasterKeyRotated) {
+			t.Fatalf("reload after a key was added under the new master key = %v, want ErrMasterKeyRotated", err)
+		}
+	}
+	if !bytes.Equal(e.ring.JWKS(), jwks) {
+		t.Fatalf("JWKS after the rotation %s, want the one loaded before %s", e.ring.JWKS(), jwks)
+	}
+	mustVerify(t, e.jwt, before)
+	mustVerify(t, e.jwt, e.sign(t, p.Principal))
+	e.refresh(t, e.login(t, p).RefreshToken) // its refresh-token key is in memory
+	if _, err := e.ring.Rotate(ctx); err == nil {
+		t.Fatal("a keyring with the old master key added a signing key")
+	}
+
+	// Run: one warning per reload, never an error, no secret.
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		running.Run(runCtx, 100*time.Millisecond)
+	}()
+	var got []slog.Record
+	for len(got) < 3 {
+		got = append(got, <-h.records)
+	}
+	stop()
+	<-done
+	for _, r := range got {
+		var line strings.Builder
+		r.Attrs(func(a slog.Attr) bool { fmt.Fprintf(&line, " %s=%v", a.Key, a.Value); return true })
+		if r.Level != slog.LevelWarn || !strings.Contains(r.Message, "master key") || !strings.Contains(r.Message, "restart") {
+			t.Errorf("reload logged %s %q%s, want a warning naming the rotated master key", r.Level, r.Message, line.String())
+		}
+		if strings.Contains(line.String(), testMasterKey) || strings.Contains(line.String(), strings.Repeat("n", 40)) {
+			t.Errorf("reload warning holds a master key: %s", line.String())
+		}
+	}
+	if !bytes.Equal(running.JWKS(), jwks) {
+		t.Fatalf("the running keyring's JWKS changed: %s", running.JWKS())
+	}
 }

@@ -1,6 +1,7 @@
 package tokens
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -18,6 +19,7 @@ import (
 	"log/slog"
 	"math/big"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,6 +45,13 @@ const MinHMACSecretLen = 32
 
 // ErrHMACRotation: an HS256 secret comes from configuration, not the database.
 var ErrHMACRotation = errors.New("HS256 signs with tokens.hmac_secret: rotate it in the configuration")
+
+// ErrMasterKeyRotated: a keyring that loaded before met stored signing keys
+// its master key cannot open, as after keygate master-key rotate. Load
+// then keeps the keys it opened before (a re-sealed key is the same key)
+// and leaves out the rest, so that the process goes on serving until it is
+// restarted with the new master key.
+var ErrMasterKeyRotated = errors.New("sealed under another master key than this process's (rotated?)")
 
 // SigningKeyRecord is a signing key as stored: the private key sealed under
 // the master key.
@@ -99,6 +108,7 @@ type Keyring struct {
 }
 
 type signingKey struct {
+	sealed      []byte // as stored: a change means it was re-sealed
 	kid         string
 	alg         string
 	private     crypto.Signer // nil for HS256
@@ -219,6 +229,7 @@ func (k *Keyring) Load(ctx context.Context) error {
 	defer k.mu.Unlock()
 
 	var signers []signingKey
+	var unopened []string // kids sealed under a master key this one is not
 	if k.cfg.Algorithm == HS256 {
 		sum := sha256.Sum256([]byte(k.cfg.HMACSecret))
 		kid := "hs256-" + hex.EncodeToString(sum[:8])
@@ -230,17 +241,37 @@ func (k *Keyring) Load(ctx context.Context) error {
 		}
 		recs = slices.DeleteFunc(recs, func(r SigningKeyRecord) bool { return r.Algorithm != k.cfg.Algorithm })
 		sortRecords(recs)
-		for i, r := range recs {
+		// A keyring that has loaded before keeps serving through keys it
+		// cannot open: see ErrMasterKeyRotated.
+		running := k.set.Load() != nil
+		usable := recs[:0]
+		for _, r := range recs {
 			sk, ok := k.parsed[r.KID]
-			if !ok {
-				sk, err = k.open(r)
-				if err != nil {
-					return fmt.Errorf("signing key %s: %w", r.KID, err)
-				}
-				k.parsed[r.KID] = sk
+			if ok && bytes.Equal(sk.sealed, r.Sealed) {
+				usable = append(usable, r)
+				continue
 			}
+			opened, err := k.open(r)
+			switch {
+			case err == nil:
+				k.parsed[r.KID] = opened
+			case running && errors.Is(err, ErrSealed):
+				// Re-sealed under another master key (the key itself is the
+				// same: keep the one opened before), or new under it (this
+				// process cannot sign with it, nor retire a key for it).
+				unopened = append(unopened, r.KID)
+				if !ok {
+					continue
+				}
+			default:
+				return fmt.Errorf("signing key %s: %w", r.KID, err)
+			}
+			usable = append(usable, r)
+		}
+		for i, r := range usable {
+			sk := k.parsed[r.KID]
 			sk.retiresAt = time.Time{}
-			if next := successor(recs, i); next != nil {
+			if next := successor(usable, i); next != nil {
 				sk.retiresAt = next.ActivatesAt
 			}
 			signers = append(signers, sk)
@@ -274,6 +305,9 @@ func (k *Keyring) Load(ctx context.Context) error {
 		return err
 	}
 	k.set.Store(set)
+	if len(unopened) > 0 {
+		return fmt.Errorf("signing keys %s: %w", strings.Join(unopened, ", "), ErrMasterKeyRotated)
+	}
 	return nil
 }
 
@@ -287,7 +321,13 @@ func (k *Keyring) Run(ctx context.Context, interval time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := k.reload(ctx, interval); err != nil && ctx.Err() == nil {
+			switch err := k.reload(ctx, interval); {
+			case err == nil || ctx.Err() != nil:
+			case errors.Is(err, ErrMasterKeyRotated):
+				// Expected from a rotation until this process restarts:
+				// one warning per reload, not an error.
+				k.log.WarnContext(ctx, "signing keys are sealed under another master key, probably rotated with keygate master-key rotate: serving with the keys loaded before; restart with the new master key", "err", err)
+			default:
 				// Keep serving with the previous set; say so loudly.
 				k.log.ErrorContext(ctx, "reloading signing keys", "err", err)
 			}
@@ -339,7 +379,7 @@ func (k *Keyring) open(r SigningKeyRecord) (signingKey, error) {
 	if !ok {
 		return signingKey{}, fmt.Errorf("unsupported key type %T", parsed)
 	}
-	sk := signingKey{kid: r.KID, alg: r.Algorithm, private: priv, public: priv.Public(), activatesAt: r.ActivatesAt}
+	sk := signingKey{sealed: r.Sealed, kid: r.KID, alg: r.Algorithm, private: priv, public: priv.Public(), activatesAt: r.ActivatesAt}
 	if sk.jwk, err = publicJWK(sk.public); err != nil {
 		return signingKey{}, err
 	}
