@@ -152,7 +152,7 @@ func (c *Client) startRenewalLocked(ctx context.Context, cur *session) *renewal 
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), renewTimeout)
 	go func() {
 		defer cancel()
-		s, err := c.renew(rctx, cur)
+		s, err := c.renew(rctx, cur, gen)
 		c.finish(rctx, r, gen, cur, s, err)
 	}()
 	return r
@@ -208,13 +208,20 @@ func (c *Client) finish(ctx context.Context, r *renewal, gen int, cur, s *sessio
 }
 
 // renew refreshes cur, or logs in when there is no refresh token to use or
-// keygate refuses it.
-func (c *Client) renew(ctx context.Context, cur *session) (*session, error) {
+// keygate refuses it, unless Logout has run since the renewal began at
+// generation gen (which is likely why keygate refused the token).
+func (c *Client) renew(ctx context.Context, cur *session, gen int) (*session, error) {
 	if cur != nil && cur.refreshToken != "" && c.now().Before(cur.refreshUntil) {
 		s, err := c.refresh(ctx, cur.refreshToken)
 		var ae *APIError
 		if !errors.As(err, &ae) || ae.Status != http.StatusUnauthorized {
 			return s, err
+		}
+		c.mu.Lock()
+		stale := c.gen != gen
+		c.mu.Unlock()
+		if stale {
+			return nil, ErrLoggedOut
 		}
 		c.log.InfoContext(ctx, "keygate refused the refresh token; logging in again with the API key")
 	}

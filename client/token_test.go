@@ -613,6 +613,46 @@ func TestLogoutDuringLogin(t *testing.T) {
 	}
 }
 
+// TestLogoutDuringRefresh: Logout while a refresh is under way revokes the
+// family, so keygate refuses that refresh; the renewal then ends with
+// ErrLoggedOut instead of logging in again with the API key.
+func TestLogoutDuringRefresh(t *testing.T) {
+	k := startKeygate(t)
+	clk := &offsetClock{}
+	c := newClient(t, k, client.Config{Now: clk.Now})
+	mustToken(t, c)
+	arrived, release := make(chan struct{}), make(chan struct{})
+	k.setFault(func(w http.ResponseWriter, r *http.Request, next http.Handler) bool {
+		if r.URL.Path != "/api/v1/auth/refresh" {
+			return false
+		}
+		close(arrived)
+		<-release // Logout has revoked the family meanwhile
+		rec := &recorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r)
+		k.record(r, rec.body.Bytes())
+		return true
+	})
+	clk.Advance(16 * time.Minute) // expired: the caller waits for the refresh
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Token(context.Background())
+		errc <- err
+	}()
+	<-arrived
+	if err := c.Logout(context.Background()); err != nil {
+		t.Fatalf("Logout: %v", err)
+	}
+	k.setFault(nil)
+	close(release)
+	if err := <-errc; !errors.Is(err, client.ErrLoggedOut) {
+		t.Fatalf("Token overtaken by Logout: %v, want ErrLoggedOut", err)
+	}
+	if n := k.logins(); n != 1 {
+		t.Errorf("%d logins, want 1: a refresh refused after Logout must not log in again", n)
+	}
+}
+
 // TestRetryAfterForms: Retry-After in seconds or as an HTTP date, capped.
 func TestRetryAfterForms(t *testing.T) {
 	for _, tc := range []struct {
