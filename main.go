@@ -60,7 +60,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 		},
 	}
 	root.PersistentFlags().StringVar(&configPath, "config", "", "config file (default ./config.yaml if present)")
-	root.AddCommand(a.serveCommand(), a.partnerCommand(), a.signingKeyCommand(), a.auditCommand(), a.migrateCommand(), a.storeCommand(), a.backupCommand(), a.versionCommand())
+	root.AddCommand(a.serveCommand(), a.partnerCommand(), a.signingKeyCommand(), a.auditCommand(), a.migrateCommand(), a.storeCommand(), a.backupCommand(), a.masterKeyCommand(), a.versionCommand())
 	return root
 }
 
@@ -94,21 +94,21 @@ func (a *app) openStoreWith(ctx context.Context, opts store.Options) (store.Stor
 }
 
 // masterKey returns tokens.master_key, or else the key file beside the
-// database, created with mode 0600 only while the database holds no
-// signing key: a new master key could not open those, so a missing file
-// next to a used database is an error, not a reason to start afresh.
+// database, created with mode 0600 only while the database holds nothing
+// sealed (holdsSealed): a new master key could not open it, so a missing
+// file next to a used database is an error, not a reason to start afresh.
 func (a *app) masterKey(ctx context.Context, st store.Store) (tokens.MasterKey, error) {
 	if a.cfg.Tokens.MasterKey != "" {
 		return tokens.NewMasterKey(a.cfg.Tokens.MasterKey.Reveal())
 	}
 	path := filepath.Join(filepath.Dir(a.cfg.Database.Path), "master.key")
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		sealed, err := st.ListSigningKeys(ctx)
+		sealed, err := holdsSealed(ctx, st)
 		if err != nil {
 			return tokens.MasterKey{}, err
 		}
-		if len(sealed) > 0 {
-			return tokens.MasterKey{}, fmt.Errorf("no master key: %s is missing and tokens.master_key is not set, but the database holds signing keys sealed under one; give this command the server's KEYGATE_TOKENS_MASTER_KEY", path)
+		if sealed {
+			return tokens.MasterKey{}, fmt.Errorf("no master key: %s is missing and tokens.master_key is not set, but the database holds keys sealed under one; give this command the server's KEYGATE_TOKENS_MASTER_KEY", path)
 		}
 	}
 	return tokens.LoadOrCreateMasterKeyFile(path)
