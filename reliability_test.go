@@ -297,3 +297,37 @@ func postLogin(t *testing.T, c *http.Client, base, apiKey string) int {
 	resp.Body.Close()
 	return resp.StatusCode
 }
+
+// TestAuditRetentionUnderLoad: with a short audit.retention, housekeeping
+// keeps deleting what is older while logins keep adding events, so the
+// trail stays bounded by what retention (plus a housekeeping interval)
+// holds; events younger than retention stay.
+func TestAuditRetentionUnderLoad(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	env := e2eEnv("KEYGATE_AUDIT_RETENTION=2s", "KEYGATE_TOKENS_HOUSEKEEPING_INTERVAL=500ms", "KEYGATE_RATELIMIT_LOGIN_PER_KEY_PER_MINUTE=0")
+	acme := createPartner(t, dir, env, "Acme")
+	srv := startServer(t, dir, env)
+	start := time.Now()
+	logins := 0
+	for time.Since(start) < 6*time.Second {
+		srv.mustLogin(t, acme.APIKey)
+		logins++
+	}
+	// A login's event reaches the table within a second (the batch), and
+	// lives at most retention plus one housekeeping interval: about 3.5 s
+	// of logins at most, of the 6 s sent.
+	perSecond := float64(logins) / time.Since(start).Seconds()
+	evs, _ := auditEvents(t, dir, env, "--since", "1h")
+	if n := float64(len(evs)); n > 4*perSecond || n == 0 {
+		t.Errorf("%d audit events after %d logins in 6 s with a 2 s retention, want at most about %.0f", len(evs), logins, 4*perSecond)
+	}
+	for _, e := range evs {
+		if e.Action == "partner.created" {
+			t.Errorf("the partner's creation, older than retention, is still in the trail")
+		}
+	}
+	if !strings.Contains(srv.Logs(), "housekeeping deleted audit events") {
+		t.Errorf("no housekeeping of the audit trail in the log")
+	}
+}

@@ -23,7 +23,15 @@ type Config struct {
 	Database  store.Config
 	Tokens    TokensConfig
 	RateLimit RateLimitConfig
+	Audit     AuditConfig
 	Log       LogConfig
+}
+
+// AuditConfig is the audit trail's section.
+type AuditConfig struct {
+	// Retention is how long audit events are kept; housekeeping deletes
+	// older ones. 0 keeps everything.
+	Retention time.Duration
 }
 
 // ServerConfig is the HTTP listener's section.
@@ -137,6 +145,7 @@ var Settings = []Setting{
 	{"ratelimit.refresh_per_family_per_minute", 60},
 	{"ratelimit.api_per_minute", 600},
 	{"ratelimit.max_tracked", 100000},
+	{"audit.retention", "2160h"},
 	{"log.format", "json"},
 	{"log.level", "info"},
 }
@@ -208,6 +217,7 @@ func Parse(get func(key string) any) (Config, error) {
 		APIPerMinute:              p.nonNegative("ratelimit.api_per_minute"),
 		MaxTracked:                p.positive("ratelimit.max_tracked"),
 	}
+	c.Audit = AuditConfig{Retention: p.duration("audit.retention", false)}
 	c.Log = LogConfig{Format: strings.ToLower(p.str("log.format")), Level: strings.ToLower(p.str("log.level"))}
 	c.validate(p)
 	return c, p.Err()

@@ -33,7 +33,8 @@ func TestDefaultConfig(t *testing.T) {
 		RateLimit: gateway.RateLimitConfig{
 			LoginFailuresPerMinute: 20, LoginPerKeyPerMinute: 60, RefreshPerFamilyPerMinute: 60, APIPerMinute: 600, MaxTracked: 100000,
 		},
-		Log: gateway.LogConfig{Format: "json", Level: "info"},
+		Audit: gateway.AuditConfig{Retention: 2160 * time.Hour},
+		Log:   gateway.LogConfig{Format: "json", Level: "info"},
 	}
 	if got := gateway.DefaultConfig(); !reflect.DeepEqual(got, want) {
 		t.Errorf("DefaultConfig() =\n%+v\nwant\n%+v", got, want)
@@ -106,8 +107,20 @@ func TestEverySettingIsDocumented(t *testing.T) {
 			t.Errorf("config.yaml shows %s: %q, its default is %q", s.Key, v, fmt.Sprint(s.Default))
 		}
 		delete(inFile, s.Key)
-		if !strings.Contains(string(readme), "| `"+s.Key+"` |") {
+		_, row, ok := strings.Cut(string(readme), "| `"+s.Key+"` | ")
+		if !ok {
 			t.Errorf("README.md has no table row for %s", s.Key)
+			continue
+		}
+		// The row's default: the value in backticks, or words for none.
+		cell, _, _ := strings.Cut(row, " |")
+		switch want := fmt.Sprint(s.Default); {
+		case strings.HasPrefix(cell, "`"):
+			if got := strings.Trim(cell, "`"); got != want {
+				t.Errorf("README.md documents %s's default as %q, it is %q", s.Key, got, want)
+			}
+		case want != "":
+			t.Errorf("README.md documents %s's default as %q, it is %q", s.Key, cell, want)
 		}
 	}
 	for key := range inFile {

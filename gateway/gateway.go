@@ -193,6 +193,12 @@ func (g *Gateway) housekeep(ctx context.Context) {
 		} else if n > 0 {
 			g.log.InfoContext(ctx, "housekeeping deleted refresh-token families", "count", n)
 		}
+		n, err = g.Keys.ExpireAudit(ctx, g.cfg.Audit.Retention)
+		if err != nil && ctx.Err() == nil {
+			g.log.ErrorContext(ctx, "housekeeping the audit trail", "err", err)
+		} else if n > 0 {
+			g.log.InfoContext(ctx, "housekeeping deleted audit events past audit.retention", "count", n, "retention", g.cfg.Audit.Retention.String())
+		}
 		select {
 		case <-ctx.Done():
 			return
