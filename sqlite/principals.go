@@ -19,7 +19,6 @@ type readStmts struct {
 // and its company (c), if any, active.
 const activeExpr = `(k.revoked_at IS NULL AND p.status = 'active' AND (k.company_id IS NULL OR c.status = 'active'))`
 
-
 const resolvedColumns = `SELECT k.id, k.digest, k.partner_id, COALESCE(k.company_id, ''), p.name, COALESCE(c.name, ''), ` + activeExpr + `,
 		k.scopes, p.scopes, k.expires_at
 	FROM api_keys k
