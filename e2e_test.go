@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -63,7 +64,7 @@ func TestDoneWhenMintLoginVerifyRestart(t *testing.T) {
 	if exp := parseStamp(t, me.ExpirationDate); exp.Format(time.RFC3339) != parseStamp(t, pair.ExpirationDate).Format(time.RFC3339) {
 		t.Errorf("me expirationDate %s, login said %s", me.ExpirationDate, pair.ExpirationDate)
 	}
-	if code, me2 := srv.me(t, "Authorization", "Bearer "+pair.JWT); code != http.StatusOK || me2 != me {
+	if code, me2 := srv.me(t, "Authorization", "Bearer "+pair.JWT); code != http.StatusOK || !reflect.DeepEqual(me2, me) {
 		t.Errorf("me with Authorization: Bearer: %d %+v", code, me2)
 	}
 

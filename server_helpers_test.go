@@ -243,12 +243,13 @@ func (s *e2eServer) refresh(t *testing.T, rt string) (int, tokenPair, []byte) {
 }
 
 type meBody struct {
-	Type           string `json:"type"`
-	ID             string `json:"id"`
-	Name           string `json:"name"`
-	PartnerID      string `json:"partnerId"`
-	KeyID          string `json:"keyId"`
-	ExpirationDate string `json:"expirationDate"`
+	Type           string   `json:"type"`
+	ID             string   `json:"id"`
+	Name           string   `json:"name"`
+	PartnerID      string   `json:"partnerId"`
+	KeyID          string   `json:"keyId"`
+	Scopes         []string `json:"scopes"`
+	ExpirationDate string   `json:"expirationDate"`
 }
 
 func (s *e2eServer) me(t *testing.T, header, value string) (int, meBody) {

@@ -99,6 +99,9 @@ const UnauthorizedMessage = "invalid, expired or revoked credentials" // the mes
 // so that the server can tell a missing member from an empty one.
 type LoginRequest struct {
 	APIKey *string `json:"apiKey"`
+	// Scope, space-separated, down-scopes the session to scopes its key
+	// holds (least privilege); absent, the session gets all of them.
+	Scope *string `json:"scope"`
 }
 
 // RefreshRequest is the body of POST /api/v1/auth/refresh and of
@@ -117,18 +120,30 @@ type TokenResponse struct {
 
 // Me is the body of GET /api/v1/auth/me: who the access token speaks for.
 type Me struct {
-	Type           string `json:"type"` // KindPartner or KindCompany
-	ID             string `json:"id"`
-	Name           string `json:"name"`
-	PartnerID      string `json:"partnerId,omitempty"` // companies only
-	KeyID          string `json:"keyId"`
-	ExpirationDate Time   `json:"expirationDate"`
+	Type           string   `json:"type"` // KindPartner or KindCompany
+	ID             string   `json:"id"`
+	Name           string   `json:"name"`
+	PartnerID      string   `json:"partnerId,omitempty"` // companies only
+	KeyID          string   `json:"keyId"`
+	Scopes         []string `json:"scopes"` // the token's, sorted; [] for none
+	ExpirationDate Time     `json:"expirationDate"`
 }
 
 // CreateCompanyRequest is the body of POST /api/v1/companies.
 type CreateCompanyRequest struct {
 	Name       *string `json:"name"`
 	ExternalID *string `json:"externalId"`
+	// Scopes of the company's first key, within its partner's allowed
+	// scopes; absent, all of them.
+	Scopes *[]string `json:"scopes"`
+}
+
+// CreateKeyRequest is the optional body of POST
+// /api/v1/companies/{id}/keys; every member is optional.
+type CreateKeyRequest struct {
+	Name      *string   `json:"name"`      // 1 to 100 characters
+	ExpiresAt *Time     `json:"expiresAt"` // in the future; absent: never
+	Scopes    *[]string `json:"scopes"`    // within the partner's; absent: all of them
 }
 
 // Company is a partner's company.
@@ -144,8 +159,9 @@ type Company struct {
 // CreatedCompany is a new company with its first API key, shown this once.
 type CreatedCompany struct {
 	Company
-	APIKey string `json:"apiKey"`
-	KeyID  string `json:"keyId"`
+	APIKey string   `json:"apiKey"`
+	KeyID  string   `json:"keyId"`
+	Scopes []string `json:"scopes"` // of the key
 }
 
 // CompanyList is one page of a partner's companies. NextCursor is nil on
@@ -157,18 +173,24 @@ type CompanyList struct {
 
 // CreatedKey is a new API key, shown this once.
 type CreatedKey struct {
-	KeyID     string `json:"keyId"`
-	APIKey    string `json:"apiKey"`
-	CreatedAt Time   `json:"createdAt"`
+	KeyID     string   `json:"keyId"`
+	APIKey    string   `json:"apiKey"`
+	CreatedAt Time     `json:"createdAt"`
+	Name      *string  `json:"name"`
+	Scopes    []string `json:"scopes"`
+	ExpiresAt *Time    `json:"expiresAt"`
 }
 
 // Key describes an API key; the key itself is never shown again.
 type Key struct {
-	KeyID      string `json:"keyId"`
-	Hint       string `json:"hint"`
-	CreatedAt  Time   `json:"createdAt"`
-	LastUsedAt *Time  `json:"lastUsedAt"`
-	RevokedAt  *Time  `json:"revokedAt"`
+	KeyID      string   `json:"keyId"`
+	Hint       string   `json:"hint"`
+	Name       *string  `json:"name"`
+	Scopes     []string `json:"scopes"`
+	CreatedAt  Time     `json:"createdAt"`
+	ExpiresAt  *Time    `json:"expiresAt"`
+	LastUsedAt *Time    `json:"lastUsedAt"`
+	RevokedAt  *Time    `json:"revokedAt"`
 }
 
 // KeyList is the body of GET /api/v1/companies/{id}/keys.
@@ -211,6 +233,19 @@ func (m Me) AppendJSON(b []byte) []byte {
 	}
 	b = jsonw.Key(b, "keyId")
 	b = jsonw.String(b, m.KeyID)
+	b = jsonw.Key(b, "scopes")
+	if m.Scopes == nil {
+		b = append(b, "null"...) // as encoding/json; the server always sends a list
+	} else {
+		b = append(b, '[')
+		for i, s := range m.Scopes {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = jsonw.String(b, s)
+		}
+		b = append(b, ']')
+	}
 	b = jsonw.Key(b, "expirationDate")
 	b = appendTime(b, m.ExpirationDate)
 	return append(b, '}')

@@ -30,6 +30,10 @@ func FuzzAppendJSON(f *testing.F) {
 		check(tr, tr.AppendJSON(nil))
 		me := api.Me{Type: kind, ID: id, Name: name, PartnerID: partnerID, KeyID: keyID, ExpirationDate: at}
 		check(me, me.AppendJSON(nil))
+		for _, scopes := range [][]string{{}, {name}, {keyID, rt, "orders:read"}} {
+			me.Scopes = scopes
+			check(me, me.AppendJSON(nil))
+		}
 	})
 }
 

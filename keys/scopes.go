@@ -61,6 +61,19 @@ func ParseScopeString(field, s string) (Scopes, error) {
 	return ParseScopes(field, strings.Fields(s))
 }
 
+// ParseScopeParam is ParseScopeString of a scope parameter on the wire (a
+// login's scope, OAuth's), in RFC 6749 §3.3's syntax: scopes separated by
+// single spaces, nothing before or after; "" is the empty set.
+func ParseScopeParam(field, s string) (Scopes, error) {
+	if s == "" {
+		return Scopes{}, nil
+	}
+	if strings.HasPrefix(s, " ") || strings.HasSuffix(s, " ") || strings.Contains(s, "  ") {
+		return Scopes{}, &ValidationError{Field: field, Message: "must be scopes separated by single spaces"}
+	}
+	return ParseScopes(field, strings.Split(s, " "))
+}
+
 // StoredScopes reads a set a store wrote (String), trusting its form.
 func StoredScopes(s string) Scopes { return Scopes{joined: s} }
 

@@ -689,6 +689,9 @@ func (r *fuzzRun) mutateFormText(b []byte) []byte {
 // mutateValue breaks a valid body in one way the document can see.
 func (r *fuzzRun) mutateValue(obj map[string]any, s *openapi3.Schema) any {
 	props := slices.Sorted(maps.Keys(s.Properties))
+	if len(props) == 0 { // not an object: a body of another type
+		return pick(r.in, []any{"x", 7, nil, true, map[string]any{}, []any{7}})
+	}
 	prop := pick(r.in, props)
 	switch r.in.intn(9) {
 	case 7, 8:
@@ -699,7 +702,11 @@ func (r *fuzzRun) mutateValue(obj map[string]any, s *openapi3.Schema) any {
 		}
 		obj[prop] = strings.Repeat(pick(r.in, []string{"a", "\u00e9", "\U0001F642"}), max(n, 0))
 	case 0:
-		delete(obj, pick(r.in, s.Required)) // a required member missing
+		if len(s.Required) > 0 {
+			delete(obj, pick(r.in, s.Required)) // a required member missing
+		} else {
+			obj[prop] = nil
+		}
 	case 1:
 		obj[prop] = pick(r.in, []any{42, true, []any{}, map[string]any{}, nil, 1.5, math.Copysign(0, -1)}) // wrongly typed
 	case 2:
@@ -838,15 +845,20 @@ func probe(t *testing.T, h http.Handler, c *contract, method, target string, hea
 // refusedAsMalformed reports whether the server refused a request for
 // its form: a 413 or 415, or a 400 other than the OAuth token endpoint's
 // invalid_grant, which refuses a well-formed refresh token that is no
-// longer good (as the JSON face answers 401).
+// longer good (as the JSON face answers 401), and its invalid_scope for a
+// well-formed scope the client's key does not hold (the JSON face's 403).
 func refusedAsMalformed(rec *httptest.ResponseRecorder) bool {
 	switch rec.Code {
 	case http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType:
 		return true
 	case http.StatusBadRequest:
-		var body struct{ Error string }
+		var body struct {
+			Error       string
+			Description string `json:"error_description"`
+		}
 		_ = json.Unmarshal(rec.Body.Bytes(), &body)
-		return body.Error != api.OAuthInvalidGrant
+		notHeld := body.Error == api.OAuthInvalidScope && strings.HasSuffix(body.Description, " is not allowed")
+		return body.Error != api.OAuthInvalidGrant && !notHeld
 	}
 	return false
 }

@@ -15,7 +15,29 @@ import (
 
 // Logins, refreshes, logouts and /auth/me: the session endpoints.
 
-func validateLogin(r *api.LoginRequest) error { return requiredString("apiKey", r.APIKey) }
+func validateLogin(r *api.LoginRequest) error {
+	if err := requiredString("apiKey", r.APIKey); err != nil {
+		return err
+	}
+	_, err := scopeRequest("scope", r.Scope)
+	return err
+}
+
+// scopeRequest reads a login's optional space-separated scope: absent,
+// all of its key's scopes; present, only those (at least one).
+func scopeRequest(field string, v *string) (keys.ScopeRequest, error) {
+	if v == nil {
+		return keys.ScopeRequest{}, nil
+	}
+	set, err := keys.ParseScopeParam(field, *v)
+	if err != nil {
+		return keys.ScopeRequest{}, err
+	}
+	if set.Empty() {
+		return keys.ScopeRequest{}, &keys.ValidationError{Field: field, Message: "must name at least one scope, or be left out for all of the key's"}
+	}
+	return keys.Only(set), nil
+}
 
 func validateRefresh(r *api.RefreshRequest) error {
 	return requiredString("refreshToken", r.RefreshToken)
@@ -57,12 +79,13 @@ func (s *Server) login(c *gin.Context) {
 		s.rateLimited(c, wait, metrics.LimitLoginFailures)
 		return
 	}
-	pair, err := s.tokens.Login(c.Request.Context(), *req.APIKey, c.ClientIP())
+	scope, _ := scopeRequest("scope", req.Scope) // validateLogin has checked it
+	pair, err := s.tokens.LoginWith(c.Request.Context(), *req.APIKey, c.ClientIP(), tokens.LoginOptions{Scope: scope})
 	try.end(credentialFailure(err))
 	if err != nil {
 		outcome := metrics.OutcomeError
-		if errors.Is(err, keys.ErrInvalidKey) {
-			outcome = metrics.OutcomeInvalidKey
+		if errors.Is(err, keys.ErrInvalidKey) || errors.Is(err, keys.ErrScopeNotAllowed) {
+			outcome = metrics.OutcomeInvalidKey // a good key, but not good for that
 		}
 		s.metrics.Login(kind, outcome)
 		s.fail(c, err)
@@ -146,7 +169,7 @@ func (s *Server) logout(c *gin.Context) {
 func (s *Server) me(c *gin.Context) {
 	sess := session(c)
 	p := sess.Principal
-	resp := api.Me{Type: string(p.Kind), ID: p.ID, Name: p.Name, KeyID: p.KeyID, ExpirationDate: api.NewTime(sess.ExpiresAt)}
+	resp := api.Me{Type: string(p.Kind), ID: p.ID, Name: p.Name, KeyID: p.KeyID, Scopes: p.Scopes.List(), ExpirationDate: api.NewTime(sess.ExpiresAt)}
 	if p.Kind == keys.KindCompany {
 		resp.PartnerID = p.PartnerID
 	}

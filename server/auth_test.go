@@ -14,6 +14,7 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net/http"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -186,12 +187,13 @@ func TestLoginValidation(t *testing.T) {
 }
 
 type meBody struct {
-	Type           string `json:"type"`
-	ID             string `json:"id"`
-	Name           string `json:"name"`
-	PartnerID      string `json:"partnerId"`
-	KeyID          string `json:"keyId"`
-	ExpirationDate string `json:"expirationDate"`
+	Type           string   `json:"type"`
+	ID             string   `json:"id"`
+	Name           string   `json:"name"`
+	PartnerID      string   `json:"partnerId"`
+	KeyID          string   `json:"keyId"`
+	Scopes         []string `json:"scopes"`
+	ExpirationDate string   `json:"expirationDate"`
 }
 
 func TestMeForPartner(t *testing.T) {
@@ -211,10 +213,10 @@ func TestMeForPartner(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			rec := e.do(request{method: http.MethodGet, path: "/api/v1/auth/me", header: h})
 			wantStatus(t, rec, http.StatusOK)
-			wantMembers(t, rec.Body.Bytes(), "type", "id", "name", "keyId", "expirationDate")
+			wantMembers(t, rec.Body.Bytes(), "type", "id", "name", "keyId", "scopes", "expirationDate")
 			got := decodeInto[meBody](t, rec)
-			want := meBody{Type: "partner", ID: p.ID, Name: "Acme Partner", KeyID: keyID, ExpirationDate: pair.ExpirationDate}
-			if got != want {
+			want := meBody{Type: "partner", ID: p.ID, Name: "Acme Partner", KeyID: keyID, Scopes: []string{}, ExpirationDate: pair.ExpirationDate}
+			if !reflect.DeepEqual(got, want) {
 				t.Errorf("me = %+v, want %+v", got, want)
 			}
 			wantStamp(t, "expirationDate", got.ExpirationDate)

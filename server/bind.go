@@ -15,6 +15,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"keygate/api"
 	"keygate/keys"
 )
 
@@ -32,20 +33,54 @@ func bind[T any](s *Server, c *gin.Context, dst *T, validate func(*T) error) boo
 	return true
 }
 
+// bindOptional is bind for a body that may be left out: an empty body
+// leaves dst as it is; any other must be a JSON object as for bind.
+func bindOptional[T any](s *Server, c *gin.Context, dst *T, validate func(*T) error) bool {
+	body, err := readBody(c.Request)
+	if err == nil && len(body) > 0 {
+		err = jsonBody(c.Request, body, dst)
+	}
+	if err == nil {
+		err = validate(dst)
+	}
+	if err != nil {
+		s.fail(c, err)
+		return false
+	}
+	return true
+}
+
 func (s *Server) decode(r *http.Request, dst any) error {
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/json" {
 		return errMediaType
 	}
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	return decodeStrict(body, dst)
+}
+
+// jsonBody decodes a body already read, if it is declared JSON.
+func jsonBody(r *http.Request, body []byte, dst any) error {
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		return errMediaType
+	}
+	return decodeStrict(body, dst)
+}
+
+// readBody reads the request's body, within the server's cap.
+func readBody(r *http.Request) ([]byte, error) {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			return errTooLarge
+			return nil, errTooLarge
 		}
-		return &keys.ValidationError{Field: "body", Message: "could not be read"}
+		return nil, &keys.ValidationError{Field: "body", Message: "could not be read"}
 	}
-	return decodeStrict(body, dst)
+	return body, nil
 }
 
 // decodeStrict accepts exactly one JSON object whose members are the json
@@ -84,12 +119,18 @@ func decodeStrict(body []byte, dst any) error {
 		seen |= 1 << f.index
 		err = dec.Decode(v.Field(f.index).Addr().Interface())
 		var ute *json.UnmarshalTypeError
+		var se *json.SyntaxError
 		switch {
-		case errors.As(err, &ute):
+		case err == nil:
+		case errors.As(err, &se) || errors.Is(err, io.ErrUnexpectedEOF):
+			return invalid("must be a well-formed JSON object")
+		case errors.As(err, &ute), f.typ == timeType:
+			// A member of the wrong type, or a timestamp that does not
+			// parse (api.Time's own UnmarshalJSON).
 			if typeErr == nil {
-				typeErr = &keys.ValidationError{Field: name, Message: "must be a " + jsonType(f.typ)}
+				typeErr = &keys.ValidationError{Field: name, Message: "must be " + jsonType(f.typ)}
 			}
-		case err != nil:
+		default:
 			return invalid("must be a well-formed JSON object")
 		}
 	}
@@ -129,19 +170,27 @@ func fieldIndex(t reflect.Type) map[string]field {
 	return fields
 }
 
+// timeType is a request member holding a timestamp.
+var timeType = reflect.TypeFor[*api.Time]()
+
 func jsonType(t reflect.Type) string {
+	if t == timeType {
+		return "a timestamp such as 2026-06-26T07:56:42.199+00:00"
+	}
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
 	switch t.Kind() {
 	case reflect.String:
-		return "string"
+		return "a string"
 	case reflect.Int, reflect.Int64:
-		return "number"
+		return "a number"
 	case reflect.Bool:
-		return "boolean"
+		return "a boolean"
+	case reflect.Slice:
+		return "an array of " + strings.TrimPrefix(strings.TrimPrefix(jsonType(t.Elem()), "a "), "an ") + "s"
 	}
-	return t.Kind().String()
+	return "a " + t.Kind().String()
 }
 
 // truncate keeps hostile member names out of long error messages. It cuts

@@ -22,7 +22,46 @@ func validateCreateCompany(r *api.CreateCompanyRequest) error {
 	if err := boundedString("name", r.Name, 200); err != nil {
 		return err
 	}
-	return boundedString("externalId", r.ExternalID, 200)
+	if err := boundedString("externalId", r.ExternalID, 200); err != nil {
+		return err
+	}
+	_, err := optionalScopes("scopes", r.Scopes)
+	return err
+}
+
+func validateCreateKey(r *api.CreateKeyRequest) error {
+	if err := boundedString("name", r.Name, 100); err != nil {
+		return err
+	}
+	_, err := optionalScopes("scopes", r.Scopes)
+	return err
+}
+
+// optionalScopes reads an optional list of scopes: nil when absent.
+func optionalScopes(field string, v *[]string) (*keys.Scopes, error) {
+	if v == nil {
+		return nil, nil
+	}
+	set, err := keys.ParseScopes(field, *v)
+	if err != nil {
+		return nil, err
+	}
+	return &set, nil
+}
+
+func keyJSON(k keys.Key) api.Key {
+	return api.Key{
+		KeyID: k.ID, Hint: k.Hint, Name: nameOrNil(k.Name), Scopes: k.Scopes.List(), CreatedAt: api.NewTime(k.CreatedAt),
+		ExpiresAt: api.TimePtr(k.ExpiresAt), LastUsedAt: api.TimePtr(k.LastUsedAt), RevokedAt: api.TimePtr(k.RevokedAt),
+	}
+}
+
+// nameOrNil is a key's name on the wire: null for none.
+func nameOrNil(name string) *string {
+	if name == "" {
+		return nil
+	}
+	return &name
 }
 
 func companyJSON(co keys.Company) api.Company {
@@ -46,12 +85,13 @@ func (s *Server) createCompany(c *gin.Context) {
 	if !bind(s, c, &req, validateCreateCompany) {
 		return
 	}
-	co, key, err := s.keys.CreateCompany(c.Request.Context(), actor(c), partnerID(c), keys.CompanyInput{Name: *req.Name, ExternalID: req.ExternalID})
+	scopes, _ := optionalScopes("scopes", req.Scopes) // validateCreateCompany has checked them
+	co, key, err := s.keys.CreateCompany(c.Request.Context(), actor(c), partnerID(c), keys.CompanyInput{Name: *req.Name, ExternalID: req.ExternalID, Scopes: scopes})
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	c.JSON(http.StatusCreated, api.CreatedCompany{Company: companyJSON(co), APIKey: key.APIKey.Reveal(), KeyID: key.ID})
+	c.JSON(http.StatusCreated, api.CreatedCompany{Company: companyJSON(co), APIKey: key.APIKey.Reveal(), KeyID: key.ID, Scopes: key.Scopes.List()})
 }
 
 const (
@@ -125,12 +165,27 @@ func (s *Server) disableCompany(c *gin.Context) {
 }
 
 func (s *Server) createCompanyKey(c *gin.Context) {
-	key, err := s.keys.CreateKey(c.Request.Context(), actor(c), companyOwner(c), keys.KeyInput{})
+	var req api.CreateKeyRequest
+	if !bindOptional(s, c, &req, validateCreateKey) {
+		return
+	}
+	in := keys.KeyInput{}
+	if req.Name != nil {
+		in.Name = *req.Name
+	}
+	if req.ExpiresAt != nil {
+		in.ExpiresAt = &req.ExpiresAt.Time
+	}
+	in.Scopes, _ = optionalScopes("scopes", req.Scopes) // validateCreateKey has checked them
+	key, err := s.keys.CreateKey(c.Request.Context(), actor(c), companyOwner(c), in)
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	c.JSON(http.StatusCreated, api.CreatedKey{KeyID: key.ID, APIKey: key.APIKey.Reveal(), CreatedAt: api.NewTime(key.CreatedAt)})
+	k := keyJSON(key.Key)
+	c.JSON(http.StatusCreated, api.CreatedKey{
+		KeyID: key.ID, APIKey: key.APIKey.Reveal(), CreatedAt: k.CreatedAt, Name: k.Name, Scopes: k.Scopes, ExpiresAt: k.ExpiresAt,
+	})
 }
 
 func (s *Server) listCompanyKeys(c *gin.Context) {
@@ -141,7 +196,7 @@ func (s *Server) listCompanyKeys(c *gin.Context) {
 	}
 	out := api.KeyList{Keys: make([]api.Key, 0, len(ks))}
 	for _, k := range ks {
-		out.Keys = append(out.Keys, api.Key{KeyID: k.ID, Hint: k.Hint, CreatedAt: api.NewTime(k.CreatedAt), LastUsedAt: api.TimePtr(k.LastUsedAt), RevokedAt: api.TimePtr(k.RevokedAt)})
+		out.Keys = append(out.Keys, keyJSON(k))
 	}
 	c.JSON(http.StatusOK, out)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -29,7 +30,7 @@ func TestCreateCompany(t *testing.T) {
 
 	rec := e.post(companiesPath, `{"name":"Globex"}`, a.pair.JWT)
 	wantStatus(t, rec, http.StatusCreated)
-	wantMembers(t, rec.Body.Bytes(), "id", "name", "externalId", "partnerId", "createdAt", "status", "apiKey", "keyId")
+	wantMembers(t, rec.Body.Bytes(), "id", "name", "externalId", "partnerId", "createdAt", "status", "apiKey", "keyId", "scopes")
 	if cc := rec.Header().Get("Cache-Control"); cc != "no-store" {
 		t.Errorf("Cache-Control = %q, want no-store on a response holding a key", cc)
 	}
@@ -182,9 +183,9 @@ func TestCompanyLoginAndMe(t *testing.T) {
 
 	rec = e.get("/api/v1/auth/me", pair.JWT)
 	wantStatus(t, rec, http.StatusOK)
-	wantMembers(t, rec.Body.Bytes(), "type", "id", "name", "partnerId", "keyId", "expirationDate")
-	want := meBody{Type: "company", ID: co.ID, Name: "Globex", PartnerID: a.partner.ID, KeyID: co.KeyID, ExpirationDate: pair.ExpirationDate}
-	if got := decodeInto[meBody](t, rec); got != want {
+	wantMembers(t, rec.Body.Bytes(), "type", "id", "name", "partnerId", "keyId", "scopes", "expirationDate")
+	want := meBody{Type: "company", ID: co.ID, Name: "Globex", PartnerID: a.partner.ID, KeyID: co.KeyID, Scopes: []string{}, ExpirationDate: pair.ExpirationDate}
+	if got := decodeInto[meBody](t, rec); !reflect.DeepEqual(got, want) {
 		t.Errorf("me = %+v, want %+v", got, want)
 	}
 
@@ -403,11 +404,14 @@ func TestCompanyPaginationBadInput(t *testing.T) {
 }
 
 type keyInfo struct {
-	KeyID      string  `json:"keyId"`
-	Hint       string  `json:"hint"`
-	CreatedAt  string  `json:"createdAt"`
-	LastUsedAt *string `json:"lastUsedAt"`
-	RevokedAt  *string `json:"revokedAt"`
+	KeyID      string   `json:"keyId"`
+	Hint       string   `json:"hint"`
+	Name       *string  `json:"name"`
+	Scopes     []string `json:"scopes"`
+	CreatedAt  string   `json:"createdAt"`
+	ExpiresAt  *string  `json:"expiresAt"`
+	LastUsedAt *string  `json:"lastUsedAt"`
+	RevokedAt  *string  `json:"revokedAt"`
 }
 
 type keyList struct {
@@ -415,9 +419,12 @@ type keyList struct {
 }
 
 type newKeyBody struct {
-	KeyID     string `json:"keyId"`
-	APIKey    string `json:"apiKey"`
-	CreatedAt string `json:"createdAt"`
+	KeyID     string   `json:"keyId"`
+	APIKey    string   `json:"apiKey"`
+	CreatedAt string   `json:"createdAt"`
+	Name      *string  `json:"name"`
+	Scopes    []string `json:"scopes"`
+	ExpiresAt *string  `json:"expiresAt"`
 }
 
 // TestCompanyKeyRotation is the companies issue's story: a second key
@@ -450,7 +457,7 @@ func TestCompanyKeyRotation(t *testing.T) {
 	e.clock.Advance(time.Minute)
 	rec = e.post(keysPath(co.ID), "", a.pair.JWT)
 	wantStatus(t, rec, http.StatusCreated)
-	wantMembers(t, rec.Body.Bytes(), "keyId", "apiKey", "createdAt")
+	wantMembers(t, rec.Body.Bytes(), "keyId", "apiKey", "createdAt", "name", "scopes", "expiresAt")
 	if cc := rec.Header().Get("Cache-Control"); cc != "no-store" {
 		t.Errorf("Cache-Control = %q", cc)
 	}

@@ -25,7 +25,8 @@ var (
 
 // unauthorizedMessage is the one body of every credential failure, whatever
 // the reason, so a response never tells a revoked key from an unknown one.
-const unauthorizedMessage = "invalid, expired or revoked credentials"
+// package verify answers with the same.
+const unauthorizedMessage = api.UnauthorizedMessage
 
 // errorTable maps every domain and HTTP error to its status, code and fixed
 // message. fail walks it first to last and takes the first entry the error
@@ -69,6 +70,11 @@ func (s *Server) fail(c *gin.Context, err error) {
 	var ve *keys.ValidationError
 	if errors.As(err, &ve) {
 		c.AbortWithStatusJSON(http.StatusBadRequest, api.Error{Error: api.CodeValidation, Message: ve.Error()})
+		return
+	}
+	var se *keys.ScopeError // a good credential asking for more than it may have
+	if errors.As(err, &se) {
+		c.AbortWithStatusJSON(http.StatusForbidden, api.Error{Error: api.CodeForbidden, Message: se.Error()})
 		return
 	}
 	for _, e := range errorTable {

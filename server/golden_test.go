@@ -144,5 +144,5 @@ func TestGoldenResponses(t *testing.T) {
 	golden(t, &z, "oauth_error_invalid_client", postForm(e, "/oauth2/token", form("grant_type", "client_credentials"), basic(oc.ID, "pk_nope")))
 	golden(t, &z, "oauth_error_invalid_grant", postForm(e, "/oauth2/token", form("grant_type", "refresh_token", "refresh_token", ocSession.RefreshToken), asOC))
 	golden(t, &z, "oauth_error_unsupported_grant_type", postForm(e, "/oauth2/token", form("grant_type", "password"), asOC))
-	golden(t, &z, "oauth_error_invalid_scope", postForm(e, "/oauth2/token", form("grant_type", "client_credentials", "scope", "orders"), asOC))
+	golden(t, &z, "oauth_error_invalid_scope", postForm(e, "/oauth2/token", form("grant_type", "client_credentials", "scope", "orders/read"), asOC))
 }

@@ -388,14 +388,15 @@ func (e *env) refresh(rt string) tokenPair {
 
 // createdCompany is the body of POST /api/v1/companies.
 type createdCompany struct {
-	ID         string  `json:"id"`
-	Name       string  `json:"name"`
-	ExternalID *string `json:"externalId"`
-	PartnerID  string  `json:"partnerId"`
-	CreatedAt  string  `json:"createdAt"`
-	Status     string  `json:"status"`
-	APIKey     string  `json:"apiKey"`
-	KeyID      string  `json:"keyId"`
+	ID         string   `json:"id"`
+	Name       string   `json:"name"`
+	ExternalID *string  `json:"externalId"`
+	PartnerID  string   `json:"partnerId"`
+	CreatedAt  string   `json:"createdAt"`
+	Status     string   `json:"status"`
+	APIKey     string   `json:"apiKey"`
+	KeyID      string   `json:"keyId"`
+	Scopes     []string `json:"scopes"`
 }
 
 type company struct {

@@ -217,18 +217,26 @@ func (s *Server) token(c *gin.Context) {
 		s.oauthFail(c, err)
 		return
 	}
-	if scope := form.Get("scope"); scope != "" {
-		s.oauthFail(c, oauthErr(api.OAuthInvalidScope, "this deployment's keys carry no scopes"))
-		return
+	var scope keys.ScopeRequest
+	if raw := form.Get("scope"); raw != "" {
+		set, err := keys.ParseScopeParam("scope", raw)
+		var ve *keys.ValidationError
+		if errors.As(err, &ve) {
+			s.oauthFail(c, oauthErr(api.OAuthInvalidScope, ve.Message))
+			return
+		}
+		scope = keys.Only(set)
 	}
 	if grant == "client_credentials" {
-		s.clientCredentialsGrant(c, id, secret)
+		s.clientCredentialsGrant(c, id, secret, scope)
 	} else {
-		s.refreshTokenGrant(c, form, id, secret)
+		s.refreshTokenGrant(c, form, id, secret, scope)
 	}
 }
 
-func (s *Server) clientCredentialsGrant(c *gin.Context, id, secret string) {
+// clientCredentialsGrant logs the client in with its key, down-scoped to
+// scope if it asks (invalid_scope for a scope its key does not hold).
+func (s *Server) clientCredentialsGrant(c *gin.Context, id, secret string, scope keys.ScopeRequest) {
 	kind := loginKind(secret)
 	if ok, wait := s.limits.login.allow(secretKey(secret)); !ok {
 		s.metrics.Login(kind, metrics.OutcomeRateLimited)
@@ -242,14 +250,19 @@ func (s *Server) clientCredentialsGrant(c *gin.Context, id, secret string) {
 		return
 	}
 	pair, err := s.tokens.LoginWith(c.Request.Context(), secret, c.ClientIP(), tokens.LoginOptions{
-		ClientID: id, NoRefresh: !s.oauth.ClientCredentialsRefresh,
+		ClientID: id, NoRefresh: !s.oauth.ClientCredentialsRefresh, Scope: scope,
 	})
 	try.end(credentialFailure(err))
 	if err != nil {
-		if errors.Is(err, keys.ErrInvalidKey) {
+		var se *keys.ScopeError
+		switch {
+		case errors.Is(err, keys.ErrInvalidKey):
 			s.metrics.Login(kind, metrics.OutcomeInvalidKey)
 			err = errOAuthClient
-		} else {
+		case errors.As(err, &se):
+			s.metrics.Login(kind, metrics.OutcomeInvalidKey)
+			err = oauthErr(api.OAuthInvalidScope, se.Error())
+		default:
 			s.metrics.Login(kind, metrics.OutcomeError)
 		}
 		s.oauthFail(c, err)
@@ -265,7 +278,7 @@ func (s *Server) clientCredentialsGrant(c *gin.Context, id, secret string) {
 // token's MAC checks out and the secret is a key known to be active. The
 // family's budget is spent only once the client has authenticated, so
 // that holding someone's refresh token does not let one drain its owner's.
-func (s *Server) refreshTokenGrant(c *gin.Context, form url.Values, id, secret string) {
+func (s *Server) refreshTokenGrant(c *gin.Context, form url.Values, id, secret string, scope keys.ScopeRequest) {
 	raw := form.Get("refresh_token")
 	if raw == "" {
 		s.oauthFail(c, oauthErr(api.OAuthInvalidRequest, "refresh_token is required"))
@@ -292,12 +305,16 @@ func (s *Server) refreshTokenGrant(c *gin.Context, form url.Values, id, secret s
 			return
 		}
 	}
-	pair, err := s.tokens.RefreshAs(c.Request.Context(), rt, client.ID, c.ClientIP())
+	pair, err := s.tokens.RefreshAs(c.Request.Context(), rt, client.ID, scope, c.ClientIP())
 	try.end(credentialFailure(err))
 	s.metrics.Refresh(refreshOutcome(pair, err))
 	if err != nil {
-		if errors.Is(err, tokens.ErrInvalidRefreshToken) {
+		var se *keys.ScopeError
+		switch {
+		case errors.Is(err, tokens.ErrInvalidRefreshToken):
 			err = errOAuthGrant
+		case errors.As(err, &se):
+			err = oauthErr(api.OAuthInvalidScope, se.Error())
 		}
 		s.oauthFail(c, err)
 		return
@@ -311,6 +328,7 @@ func (s *Server) oauthToken(c *gin.Context, p tokens.Pair) {
 		TokenType:    "Bearer",
 		ExpiresIn:    int64(p.ExpiresAt.Sub(s.now()).Round(1e9).Seconds()),
 		RefreshToken: p.RefreshToken.Reveal(),
+		Scope:        p.Principal.Scopes.String(),
 	})
 }
 
@@ -385,6 +403,7 @@ func (s *Server) introspectAs(c *gin.Context, form url.Values, viewer tokens.Vie
 		p := in.Principal
 		out.ClientID, out.Sub, out.Iss, out.Aud, out.TokenType, out.Jti = p.ID, p.ID, in.Issuer, in.Audience, in.TokenType, in.ID
 		out.Kind, out.PartnerID, out.CompanyID = string(p.Kind), p.PartnerID, p.CompanyID
+		out.Scope = p.Scopes.String()
 		out.Exp, out.Iat = unix(in.ExpiresAt), unix(in.IssuedAt)
 		out.Nbf = unix(in.NotBefore)
 	}

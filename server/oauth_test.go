@@ -277,6 +277,9 @@ func TestIntrospection(t *testing.T) {
 	inactive("a used refresh token", a.pair.RefreshToken, asA)
 	wantStatus(t, e.post("/api/v1/auth/logout", refreshBody(used.RefreshToken), ""), http.StatusNoContent)
 	inactive("a refresh token of a revoked family", used.RefreshToken, asA)
+	inactive("an access token of a logged-out session", a.pair.JWT, asA)
+	inactive("the later access token of a logged-out session", used.JWT, asA)
+	a.pair = e.login(a.apiKey) // a live session again
 	wantStatus(t, e.delete(keyPath(co.ID, co.KeyID), a.pair.JWT), http.StatusNoContent)
 	inactive("an access token of a revoked key", coPair.JWT, asA)
 	inactive("a refresh token of a revoked key", coPair.RefreshToken, asA)

@@ -264,7 +264,9 @@ func TestContractCatchesContradictions(t *testing.T) {
 			"lower-case token_type": func(x *exchange) { x.Body = bytes.Replace(x.Body, []byte(`"Bearer"`), []byte(`"bearer"`), 1) },
 			"keygate's shape":       setBody(`{"jwt":"eyJa.b.c","expirationDate":"2026-06-26T08:11:42.000+00:00","refreshToken":"rt_a","refreshTokenExpiration":"2026-07-26T07:56:42.199+00:00"}`),
 			"accepted a password":   func(x *exchange) { x.ReqBody = []byte(form("grant_type", "password")) },
-			"accepted a scope":      func(x *exchange) { x.ReqBody = []byte(form("grant_type", "client_credentials", "scope", "orders")) },
+			"accepted a bad scope": func(x *exchange) {
+				x.ReqBody = []byte(form("grant_type", "client_credentials", "scope", "orders/read"))
+			},
 		}},
 		{"OAuth refused client", request{method: http.MethodPost, path: "/oauth2/token", body: form("grant_type", "client_credentials"), contentType: formType, header: basic(a.partner.ID, "pk_nope"), remote: "198.51.100.7:1000"}, 401, map[string]tamper{
 			"Bearer challenge": setHeader("WWW-Authenticate", `Bearer realm="keygate"`),

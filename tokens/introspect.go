@@ -2,6 +2,7 @@ package tokens
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"time"
 
@@ -30,11 +31,17 @@ const (
 
 // Introspect reports whether raw is an active access or refresh token and
 // what it says: the online check for services that must see a revocation
-// at once rather than at exp. An access token is active if it verifies and
-// its key and owners may still act; a refresh token if it is its family's
-// live one, unexpired, its family not revoked and its key and owners may
-// act. A client viewer sees only its own tokens and, a partner, its
-// companies': anything else is inactive, like an unknown token.
+// at once rather than at exp. An access token is active if it verifies,
+// its key and owners may still act, and the session it names (its sid, the
+// refresh-token family it came with) has not been logged out or revoked on
+// reuse; a refresh token if it is its family's live one, unexpired, its
+// family not revoked and its key and owners may act. A client viewer sees
+// only its own tokens and, a partner, its companies': anything else is
+// inactive, like an unknown token.
+//
+// Both read the family through the store's write path (UpdateFamily,
+// deciding to write nothing): introspection is the careful, online check,
+// not the hot path; access tokens are verified offline.
 func (s *Service) Introspect(ctx context.Context, raw string, viewer Viewer) (Introspection, error) {
 	if claims, err := s.jwt.Verify(raw); err == nil {
 		p := claims.Principal()
@@ -46,6 +53,12 @@ func (s *Service) Introspect(ctx context.Context, raw string, viewer Viewer) (In
 				return Introspection{}, nil
 			}
 			return Introspection{}, err
+		}
+		if claims.SessionID != "" {
+			ended, err := s.sessionEnded(ctx, claims.SessionID)
+			if err != nil || ended {
+				return Introspection{}, err
+			}
 		}
 		in := Introspection{
 			Active: true, TokenType: TokenTypeAccess, Principal: p, Issuer: claims.Issuer,
@@ -69,12 +82,16 @@ func (s *Service) Introspect(ctx context.Context, raw string, viewer Viewer) (In
 	}
 	var in Introspection
 	err := s.store.UpdateFamily(ctx, t.family(), seed, func(f *Family) (Change, error) {
+		f.settle()
 		now := s.now()
-		if f.RevokedAt != nil || !f.PrincipalActive || t.gen != f.Generation || !now.Before(f.ExpiresAt) || !visible(viewer, f.Principal) {
+		expired := !now.Before(f.ExpiresAt) || f.KeyExpiresAt != nil && !now.Before(*f.KeyExpiresAt)
+		if f.RevokedAt != nil || !f.PrincipalActive || t.gen != f.Generation || expired || !visible(viewer, f.Principal) {
 			return Change{}, nil
 		}
+		p := f.Principal
+		p.Scopes = f.Scope.Narrow(f.held()) // what its next access token would carry
 		in = Introspection{
-			Active: true, TokenType: TokenTypeRefresh, Principal: f.Principal, Issuer: s.jwt.cfg.Issuer,
+			Active: true, TokenType: TokenTypeRefresh, Principal: p, Issuer: s.jwt.cfg.Issuer,
 			ExpiresAt: f.ExpiresAt, IssuedAt: f.RotatedAt,
 		}
 		return Change{}, nil
@@ -83,6 +100,26 @@ func (s *Service) Introspect(ctx context.Context, raw string, viewer Viewer) (In
 		return Introspection{}, nil
 	}
 	return in, err
+}
+
+// sessionEnded reports whether the refresh-token family an access token
+// names was logged out or revoked: it then has a row saying so (a family
+// without a row has never been refreshed or logged out, and housekeeping
+// deletes a revoked family's row only long after its access tokens
+// expired).
+func (s *Service) sessionEnded(ctx context.Context, sid string) (bool, error) {
+	if _, err := hex.DecodeString(sid); err != nil || len(sid) != 2*familyIDLen {
+		return true, nil // not a session keygate made
+	}
+	var ended bool
+	err := s.store.UpdateFamily(ctx, sid, nil, func(f *Family) (Change, error) {
+		ended = f.RevokedAt != nil
+		return Change{}, nil
+	})
+	if errors.Is(err, keys.ErrNotFound) {
+		return false, nil
+	}
+	return ended, err
 }
 
 // Viewer is who asks about a token: a client (the main listener's

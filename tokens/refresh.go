@@ -40,19 +40,30 @@ func (t RefreshToken) Family() string { return t.t.family() }
 
 // RefreshParsed is Refresh of a token already parsed.
 func (s *Service) RefreshParsed(ctx context.Context, rt RefreshToken, addr string) (Pair, error) {
-	return s.refresh(ctx, rt, addr, "")
+	return s.refresh(ctx, rt, addr, holder{})
 }
 
 // RefreshAs is RefreshParsed for an authenticated client (the OAuth
 // refresh_token grant): a token of another principal than clientID is
 // refused with ErrOtherClient and changes nothing — no rotation, no reuse
-// detection on someone else's family.
-func (s *Service) RefreshAs(ctx context.Context, rt RefreshToken, clientID, addr string) (Pair, error) {
-	return s.refresh(ctx, rt, addr, clientID)
+// detection on someone else's family. scope may narrow this response's
+// access token below the family's scopes (RFC 6749 §6); asking for one the
+// family does not carry is a *keys.ScopeError, and changes nothing either.
+func (s *Service) RefreshAs(ctx context.Context, rt RefreshToken, clientID string, scope keys.ScopeRequest, addr string) (Pair, error) {
+	return s.refresh(ctx, rt, addr, holder{clientID: clientID, scope: scope})
 }
 
-func (s *Service) refresh(ctx context.Context, rt RefreshToken, addr, clientID string) (Pair, error) {
-	p, err := s.rotate(ctx, rt, addr, clientID)
+// holder is who presents a refresh token: whoever holds it (the native
+// API, where the token is the credential; its zero value), or an
+// authenticated OAuth client, which must be the family's principal and may
+// narrow the response's scopes.
+type holder struct {
+	clientID string
+	scope    keys.ScopeRequest
+}
+
+func (s *Service) refresh(ctx context.Context, rt RefreshToken, addr string, h holder) (Pair, error) {
+	p, err := s.rotate(ctx, rt, addr, h)
 	if errors.Is(err, ErrInvalidRefreshToken) && !errors.Is(err, ErrReused) {
 		// A reuse is audited where it is decided; every other refusal is
 		// counted per address and minute, like a failed login.
@@ -61,7 +72,7 @@ func (s *Service) refresh(ctx context.Context, rt RefreshToken, addr, clientID s
 	return p, err
 }
 
-func (s *Service) rotate(ctx context.Context, rt RefreshToken, addr, clientID string) (Pair, error) {
+func (s *Service) rotate(ctx context.Context, rt RefreshToken, addr string, h holder) (Pair, error) {
 	t := rt.t
 	if t.familyID == nil {
 		return Pair{}, ErrInvalidRefreshToken // the zero RefreshToken
@@ -79,7 +90,7 @@ func (s *Service) rotate(ctx context.Context, rt RefreshToken, addr, clientID st
 		f.settle()
 		now := s.now()
 		switch {
-		case clientID != "" && f.Principal.ID != clientID:
+		case h.clientID != "" && f.Principal.ID != h.clientID:
 			return Change{}, errOtherClient
 		case f.RevokedAt != nil:
 			return Change{}, ErrInvalidRefreshToken
@@ -92,6 +103,9 @@ func (s *Service) rotate(ctx context.Context, rt RefreshToken, addr, clientID st
 			if !now.Before(f.ExpiresAt) {
 				return Change{}, errExpired
 			}
+			if _, err := h.scope.Grant(f.Scope.Narrow(f.held())); err != nil {
+				return Change{}, err // narrowing to a scope the family lacks: nothing rotates
+			}
 			f.ParentExpiresAt = f.ExpiresAt
 			f.Generation++
 			f.RotatedAt = now
@@ -101,6 +115,9 @@ func (s *Service) rotate(ctx context.Context, rt RefreshToken, addr, clientID st
 		case gen == f.Generation-1 && s.cfg.ReuseGrace > 0 && now.Sub(f.RotatedAt) <= s.cfg.ReuseGrace:
 			if !now.Before(f.ParentExpiresAt) || !now.Before(f.ExpiresAt) {
 				return Change{}, errExpired // grace or not
+			}
+			if _, err := h.scope.Grant(f.Scope.Narrow(f.held())); err != nil {
+				return Change{}, err
 			}
 			out, retry = *f, true
 			return Change{}, nil
@@ -126,7 +143,8 @@ func (s *Service) rotate(ctx context.Context, rt RefreshToken, addr, clientID st
 		return Pair{}, err
 	}
 	p := out.Principal
-	p.Scopes, p.KeyScopes, p.KeyExpiresAt = out.Scope.Narrow(out.held()), out.KeyScopes, out.KeyExpiresAt
+	p.KeyScopes, p.KeyExpiresAt = out.KeyScopes, out.KeyExpiresAt
+	p.Scopes, _ = h.scope.Grant(out.Scope.Narrow(out.held())) // decide has checked it
 	jwt, exp, err := s.jwt.Sign(p, out.ID, s.now())
 	if err != nil {
 		return Pair{}, err

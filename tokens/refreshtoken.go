@@ -21,10 +21,12 @@ import (
 //     the principal, and the expiry is the token's own. A login therefore
 //     writes nothing; the family's row is created by the first refresh (or
 //     a logout) in the same conditional write that every rotation is.
-//   - the same for a login that down-scoped: family id | key id | expiry |
-//     scopes | MAC, where scopes has a bit for each of the key's own
-//     scopes (at most 32, sorted; a key's scopes never change) that the
-//     login asked for. A fixed width, whatever the scopes' names.
+//   - the same for a login that down-scoped: family id | key id | expiry
+//     in 6 bytes | scopes | MAC, where scopes has a bit for each of the
+//     key's own scopes (at most 32, sorted; a key's scopes never change)
+//     that the login asked for: a fixed width, whatever the scopes' names,
+//     and at most 100 characters like every refresh token (48 bits of
+//     milliseconds last until the year 10889).
 //   - every later token (generation 1 and up): family id | generation |
 //     MAC, its state in the family's row.
 //
@@ -38,11 +40,12 @@ const (
 	genLen      = 4
 	keyIDLen    = 16
 	expiryLen   = 8
+	shortExpiry = 6 // the scoped form's expiry
 	scopesLen   = 4
 	macLen      = 24 // 192-bit secret
 	refreshLen  = familyIDLen + genLen + macLen
 	firstLen    = familyIDLen + keyIDLen + expiryLen + macLen
-	scopedLen   = firstLen + scopesLen
+	scopedLen   = familyIDLen + keyIDLen + shortExpiry + scopesLen + macLen
 )
 
 // refreshToken is a parsed refresh token whose MAC checked out.
@@ -110,12 +113,13 @@ func (s *Service) expiry(created, now time.Time) time.Time {
 // firstToken is the generation-0 token of a new family; scopes is its
 // login's down-scoping request over the key's own scopes, 0 for all.
 func (s *Service) firstToken(familyID, keyID []byte, expires time.Time, scopes uint32) keys.Secret {
-	payload := make([]byte, 0, scopedLen)
+	payload := make([]byte, 0, firstLen)
 	payload = append(payload, familyID...)
 	payload = append(payload, keyID...)
 	payload = binary.BigEndian.AppendUint64(payload, uint64(expires.UnixMilli()))
 	domain := firstDomain
 	if scopes != 0 {
+		payload = append(payload[:familyIDLen+keyIDLen], payload[familyIDLen+keyIDLen+expiryLen-shortExpiry:]...)
 		payload = binary.BigEndian.AppendUint32(payload, scopes)
 		domain = scopedDomain
 	}
@@ -161,12 +165,17 @@ func (s *Service) parse(raw string) (refreshToken, bool) {
 	t := refreshToken{
 		familyID: body[:familyIDLen],
 		keyID:    keys.IDFromBytes("key_", body[familyIDLen:familyIDLen+keyIDLen]),
-		expires:  time.UnixMilli(int64(binary.BigEndian.Uint64(body[familyIDLen+keyIDLen:]))).UTC(),
 	}
-	if n == scopedLen {
-		if t.scopes = binary.BigEndian.Uint32(body[firstLen-macLen:]); t.scopes == 0 {
-			return refreshToken{}, false // a down-scoped request asks for something
-		}
+	rest := body[familyIDLen+keyIDLen:]
+	if n == firstLen {
+		t.expires = time.UnixMilli(int64(binary.BigEndian.Uint64(rest))).UTC()
+		return t, true
+	}
+	var ms [8]byte
+	copy(ms[8-shortExpiry:], rest[:shortExpiry])
+	t.expires = time.UnixMilli(int64(binary.BigEndian.Uint64(ms[:]))).UTC()
+	if t.scopes = binary.BigEndian.Uint32(rest[shortExpiry:]); t.scopes == 0 {
+		return refreshToken{}, false // a down-scoped request asks for something
 	}
 	return t, true
 }

@@ -29,6 +29,9 @@ const (
 	// firstPayloadLen is a login's token's body (generation 0):
 	// family id | key id | expiry | MAC.
 	firstPayloadLen = 16 + 16 + 8 + 24
+	// scopedPayloadLen is a down-scoped login's: family id, key id, a
+	// 6-byte expiry, the scope bits, MAC.
+	scopedPayloadLen = 16 + 16 + 6 + 4 + 24
 
 	laterDomain = "keygate refresh v1" // the MAC domain keygate has always used
 	firstDomain = "keygate refresh v1 first"
@@ -81,7 +84,10 @@ func payloadOf(tb testing.TB, tok string) []byte {
 	if p, err := keys.Decode(tok, keys.RefreshTokenPrefix, refreshPayloadLen); err == nil {
 		return p
 	}
-	p, err := keys.Decode(tok, keys.RefreshTokenPrefix, firstPayloadLen)
+	if p, err := keys.Decode(tok, keys.RefreshTokenPrefix, firstPayloadLen); err == nil {
+		return p
+	}
+	p, err := keys.Decode(tok, keys.RefreshTokenPrefix, scopedPayloadLen)
 	if err != nil {
 		tb.Fatalf("decoding a refresh token: %v", err)
 	}
@@ -332,6 +338,20 @@ func TestRefreshRejectsTampered(t *testing.T) {
 		{"later form", func(t *testing.T, e *env, p principal) (string, string) {
 			live := e.refresh(t, e.login(t, p).RefreshToken).RefreshToken.Reveal()
 			return live, e.refresh(t, e.login(t, p).RefreshToken).RefreshToken.Reveal()
+		}},
+		{"scoped first form", func(t *testing.T, e *env, _ principal) (string, string) {
+			_, ac := scopedPartner(t, e)
+			login := func() string {
+				pair, err := e.svc.LoginWith(context.Background(), ac.apiKey, testAddr, tokens.LoginOptions{Scope: keys.Only(mustScopes(t, "c"))})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n := len(pair.RefreshToken.Reveal()); n > 100 {
+					t.Errorf("a down-scoped login's refresh token has %d characters, more than the 100 the API promises", n)
+				}
+				return pair.RefreshToken.Reveal()
+			}
+			return login(), login()
 		}},
 	} {
 		t.Run(form.name, func(t *testing.T) {

@@ -431,8 +431,10 @@ func TestPartnerExampleRefreshesByItself(t *testing.T) {
 	if logins, refreshes := k.count("/api/v1/auth/login"), k.count("/api/v1/auth/refresh"); logins != 1 || refreshes < 5 {
 		t.Errorf("%d logins, %d refreshes; want 1 login, and a refresh every 1.6 s", logins, refreshes)
 	}
-	if k.count("/api/v1/auth/logout") != 1 {
-		t.Error("the example did not log out")
+	// One logout, or two when it overtook a background refresh (the
+	// client then revokes the refresh's family as well).
+	if n := k.count("/api/v1/auth/logout"); n < 1 || n > 2 {
+		t.Errorf("%d logouts, want the example's one (two if it overtook a refresh)", n)
 	}
 	_, pOut := p.output()
 	_, dOut := down.output()
