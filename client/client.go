@@ -54,6 +54,11 @@ type Config struct {
 	// refreshed; zero refreshes once 80% of its lifetime has passed. Either
 	// way a token is used for at least half of the time it had left.
 	RefreshBefore time.Duration
+	// Scope, if set, down-scopes the session at login to these of the
+	// key's scopes, space-separated (least privilege): its tokens carry no
+	// more. A scope the key does not hold fails every Token call with
+	// keygate's 403.
+	Scope string
 
 	// HTTPClient makes the calls to keygate; a client with a 30 s timeout
 	// if nil. (HTTPClient(base) makes those to downstream services.)
@@ -97,6 +102,7 @@ func (e *APIError) Error() string {
 type Client struct {
 	base          string // BaseURL without a trailing slash
 	apiKey        string
+	scope         *string // the login's scope, nil for all
 	refreshBefore time.Duration
 	http          *http.Client
 	log           *slog.Logger
@@ -141,9 +147,14 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	var scope *string
+	if cfg.Scope != "" {
+		scope = &cfg.Scope
+	}
 	return &Client{
 		base:          strings.TrimRight(cfg.BaseURL, "/"),
 		apiKey:        cfg.APIKey,
+		scope:         scope,
 		refreshBefore: cfg.RefreshBefore,
 		http:          cfg.HTTPClient,
 		log:           cfg.Logger,

@@ -90,8 +90,14 @@ func (c *Client) DisableCompany(ctx context.Context, id string) error {
 // CreateCompanyKey adds an API key to a company, for rotation; older keys
 // keep working until revoked. The key is in the result only.
 func (c *Client) CreateCompanyKey(ctx context.Context, companyID string) (api.CreatedKey, error) {
+	return c.CreateCompanyKeyWith(ctx, companyID, api.CreateKeyRequest{})
+}
+
+// CreateCompanyKeyWith is CreateCompanyKey with a name, an expiry or fewer
+// scopes for the key (each optional).
+func (c *Client) CreateCompanyKeyWith(ctx context.Context, companyID string, req api.CreateKeyRequest) (api.CreatedKey, error) {
 	var out api.CreatedKey
-	err := c.authed(ctx, http.MethodPost, "/api/v1/companies/"+url.PathEscape(companyID)+"/keys", nil, &out)
+	err := c.authed(ctx, http.MethodPost, "/api/v1/companies/"+url.PathEscape(companyID)+"/keys", req, &out)
 	return out, err
 }
 

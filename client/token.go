@@ -230,7 +230,7 @@ func (c *Client) renew(ctx context.Context, cur *session, gen int) (*session, er
 
 func (c *Client) login(ctx context.Context) (*session, error) {
 	var resp api.TokenResponse
-	if err := c.do(ctx, http.MethodPost, "/api/v1/auth/login", api.LoginRequest{APIKey: &c.apiKey}, &resp, "", false); err != nil {
+	if err := c.do(ctx, http.MethodPost, "/api/v1/auth/login", api.LoginRequest{APIKey: &c.apiKey, Scope: c.scope}, &resp, "", false); err != nil {
 		return nil, err
 	}
 	c.log.DebugContext(ctx, "keygate: logged in", "expires", resp.ExpirationDate.Time)
