@@ -3,6 +3,7 @@ package main_test
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -29,7 +30,13 @@ func testPostgresRestart(t *testing.T) {
 	env := pgEnvFor(cluster.URL, "KEYGATE_TOKENS_REFRESH_REUSE_GRACE=1m")
 	dir := t.TempDir()
 	p := createPartner(t, dir, env, "Acme")
-	srv := startServer(t, t.TempDir(), env)
+	srv := startServer(t, t.TempDir(), append(env, "KEYGATE_ADMIN_ADDR=127.0.0.1:0"))
+	admin := adminAddr(t, srv)
+	metric := func(line string) bool {
+		t.Helper()
+		_, body := adminGet(t, admin, "/metrics")
+		return strings.Contains(body, "\n"+line+"\n")
+	}
 
 	const workers = 6
 	last := make([]string, workers) // the last refresh token answered with 200
@@ -84,6 +91,9 @@ func testPostgresRestart(t *testing.T) {
 		t.Errorf("/ready with PostgreSQL stopped: %d %s, want 503", code, data)
 	}
 	p2 := createPartnerErr(t, dir, env)
+	if !eventually(t, 10*time.Second, func() bool { return metric("keygate_store_failing 1") }) {
+		t.Errorf("keygate_store_failing is not 1 while PostgreSQL is stopped")
+	}
 	time.Sleep(500 * time.Millisecond)
 	if got := ok.Load() - stoppedAt; got > workers {
 		// Each worker may have had one refresh committed just before the
@@ -100,6 +110,12 @@ func testPostgresRestart(t *testing.T) {
 	resumed := ok.Load()
 	if !eventually(t, 10*time.Second, func() bool { return ok.Load() > resumed+workers }) {
 		t.Errorf("refreshes did not resume after the restart")
+	}
+	if !metric("keygate_store_failing 0") {
+		t.Errorf("keygate_store_failing is not 0 once writes work again")
+	}
+	if _, body := adminGet(t, admin, "/metrics"); !strings.Contains(body, "keygate_store_commit_duration_seconds_count") || strings.Contains(body, "keygate_store_commit_duration_seconds_count 0\n") {
+		t.Errorf("no store commits recorded on PostgreSQL")
 	}
 	close(stop)
 	wg.Wait()

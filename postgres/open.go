@@ -109,6 +109,11 @@ type Options struct {
 	MaxConns int    // DefaultMaxConns if 0
 	Logger   *slog.Logger
 	Now      func() time.Time // time.Now by default
+	// OnCommit, if set, learns of every write transaction: one write (a
+	// replica commits each request's own; PostgreSQL shares the WAL flush
+	// of concurrent commits), how long it took with its retries, and its
+	// error (the metrics).
+	OnCommit func(writes int, took time.Duration, err error)
 }
 
 // DB is an open keygate database on PostgreSQL: a pool of connections.
@@ -127,6 +132,30 @@ type DB struct {
 	quit      chan struct{} // closed by Close: WatchKeyChanges ends
 
 	usageFault atomic.Int32 // set only by tests: see usage.go
+
+	onCommit func(writes int, took time.Duration, err error)
+	// failing is set while writes fail for want of the database (it is
+	// unreachable, refuses writes, or times out) and cleared by the next
+	// write or Ready that succeeds: the keygate_store_failing gauge.
+	failing atomic.Bool
+}
+
+// Failing reports whether writes are failing for want of the database.
+func (d *DB) Failing() bool { return d.failing.Load() }
+
+// observe records a write transaction's outcome.
+func (d *DB) observe(start time.Time, err error) {
+	if d.onCommit != nil {
+		d.onCommit(1, time.Since(start), err)
+	}
+	switch {
+	case err == nil:
+		d.failing.Store(false)
+	case errors.Is(err, keys.ErrUnavailable):
+		if !d.failing.Swap(true) {
+			d.log.Error("database writes failing", "err", err)
+		}
+	}
 }
 
 // Open connects to the database at opts.URL, applies pending migrations
@@ -158,7 +187,7 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, scrub(fmt.Errorf("connecting to %s: %w", Redact(opts.URL), err), secrets)
 	}
-	d := &DB{pool: pool, log: opts.Logger, now: opts.Now, secrets: secrets, connConfig: cfg.ConnConfig, quit: make(chan struct{})}
+	d := &DB{pool: pool, log: opts.Logger, now: opts.Now, secrets: secrets, connConfig: cfg.ConnConfig, quit: make(chan struct{}), onCommit: opts.OnCommit}
 	if err := d.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, scrub(fmt.Errorf("%s: %w", Redact(opts.URL), err), secrets)
@@ -258,15 +287,23 @@ func (d *DB) Ready(ctx context.Context) error {
 	var inRecovery, readOnly bool
 	err := d.pool.QueryRow(ctx, `SELECT pg_is_in_recovery(), current_setting('transaction_read_only') = 'on'`).Scan(&inRecovery, &readOnly)
 	if err != nil {
-		return d.mapErr(err)
+		err = d.mapErr(err)
+		if errors.Is(err, keys.ErrUnavailable) {
+			d.failing.Store(true)
+		}
+		return err
 	}
 	if inRecovery || readOnly {
 		d.pool.Reset()
+		d.failing.Store(true)
 		what := "a read-only session"
 		if inRecovery {
 			what = "a standby in recovery"
 		}
 		return fmt.Errorf("%w: the database is %s and refuses writes (list every host in database.url with target_session_attrs=read-write)", keys.ErrUnavailable, what)
+	}
+	if d.failing.Swap(false) {
+		d.log.Info("database writes working again")
 	}
 	return nil
 }

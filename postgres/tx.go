@@ -30,6 +30,13 @@ func (d *DB) tx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	}
 	ctx, cancel := bound(ctx)
 	defer cancel()
+	start := time.Now()
+	err := d.runTx(ctx, fn)
+	d.observe(start, err)
+	return err
+}
+
+func (d *DB) runTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	var err error
 	for attempt := 1; ; attempt++ {
 		err = pgx.BeginFunc(ctx, d.pool, fn)

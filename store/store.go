@@ -108,7 +108,8 @@ type Options struct {
 	Now    func() time.Time
 	// OnCommit, if set, learns of every commit of the store's writes: how
 	// many writes it carried, how long it took, its error (the metrics).
-	// SQLite calls it per group commit; PostgreSQL does not call it yet.
+	// SQLite calls it per group commit; PostgreSQL per write transaction
+	// (one write each).
 	OnCommit func(writes int, took time.Duration, err error)
 }
 
@@ -125,7 +126,7 @@ func Open(ctx context.Context, cfg Config, opts Options) (Store, error) {
 	case "postgres":
 		// A PostgreSQL database exists before keygate does: Create has no
 		// part here, and migrations make an empty one keygate's.
-		db, err := postgres.Open(ctx, postgres.Options{URL: cfg.URL.Reveal(), MaxConns: cfg.MaxConns, Logger: opts.Log, Now: opts.Now})
+		db, err := postgres.Open(ctx, postgres.Options{URL: cfg.URL.Reveal(), MaxConns: cfg.MaxConns, Logger: opts.Log, Now: opts.Now, OnCommit: opts.OnCommit})
 		if err != nil {
 			return nil, err
 		}
