@@ -35,8 +35,9 @@ type Store interface {
 	// ListKeys lists the keys of one owner, oldest first.
 	ListKeys(ctx context.Context, o Owner) ([]Key, error)
 	// RevokeKey revokes a key of the given owner: ErrNotFound if the owner
-	// has no such key; revoking twice is not an error. Like DisablePartner
-	// and DisableCompany, it moves the key epoch.
+	// has no such key; revoking twice is not an error, and writes nothing
+	// (ev included). Like DisablePartner and DisableCompany, it moves the
+	// key epoch.
 	RevokeKey(ctx context.Context, o Owner, keyID string, at time.Time, ev AuditEvent) error
 
 	// ResolveKey reads the key with this digest and its owners' state,
