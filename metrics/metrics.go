@@ -37,6 +37,7 @@ type Metrics struct {
 	logins         *prometheus.CounterVec
 	refreshes      *prometheus.CounterVec
 	rateLimited    *prometheus.CounterVec
+	leaked         *prometheus.CounterVec
 	commitDuration prometheus.Histogram
 	batchSize      prometheus.Histogram
 }
@@ -68,6 +69,10 @@ func New() *Metrics {
 			Name: "keygate_rate_limited_total",
 			Help: "Requests refused with 429, by the limit they hit.",
 		}, []string{"limit"}),
+		leaked: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keygate_leaked_keys_total",
+			Help: "Tokens secret scanners reported leaked, by verdict: true_positive is a key of this keygate (revoked), false_positive is not.",
+		}, []string{"label"}),
 		commitDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "keygate_store_commit_duration_seconds",
 			Help:    "Duration of the store's group commits (SQLite: one transaction and one fsync for many writes).",
@@ -79,7 +84,7 @@ func New() *Metrics {
 			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256},
 		}),
 	}
-	reg.MustRegister(m.httpDuration, m.logins, m.refreshes, m.rateLimited, m.commitDuration, m.batchSize,
+	reg.MustRegister(m.httpDuration, m.logins, m.refreshes, m.rateLimited, m.leaked, m.commitDuration, m.batchSize,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name:        "keygate_build_info",
@@ -96,6 +101,9 @@ func New() *Metrics {
 	}
 	for _, limit := range Limits {
 		m.rateLimited.WithLabelValues(limit)
+	}
+	for _, label := range LeakLabels {
+		m.leaked.WithLabelValues(label)
 	}
 	return m
 }
@@ -228,6 +236,25 @@ func (m *Metrics) RateLimited(limit string) {
 		return
 	}
 	m.rateLimited.WithLabelValues(limit).Inc()
+}
+
+// Verdicts on a leaked token, as keygate_leaked_keys_total labels them.
+const (
+	LeakTruePositive  = "true_positive"
+	LeakFalsePositive = "false_positive"
+)
+
+// LeakLabels are the label values keygate_leaked_keys_total takes.
+var LeakLabels = []string{LeakTruePositive, LeakFalsePositive}
+
+// LeakReported counts one token of a leaked-key report by its verdict,
+// LeakTruePositive or LeakFalsePositive (anything else is not counted, so
+// the series stay two).
+func (m *Metrics) LeakReported(label string) {
+	if m == nil || label != LeakTruePositive && label != LeakFalsePositive {
+		return
+	}
+	m.leaked.WithLabelValues(label).Inc()
 }
 
 // CommitObserver is what the store calls after each commit of its writes

@@ -46,6 +46,9 @@ func TestCountersStartAtZero(t *testing.T) {
 	for _, limit := range []string{"login_failures", "login_per_key", "refresh_per_family", "api"} {
 		want = append(want, `keygate_rate_limited_total{limit="`+limit+`"}`)
 	}
+	for _, label := range []string{"true_positive", "false_positive"} {
+		want = append(want, `keygate_leaked_keys_total{label="`+label+`"}`)
+	}
 	for _, series := range want {
 		if v, ok := got[series]; v != "0" {
 			t.Errorf("%s = %q (present %v), want 0 from the start", series, v, ok)
