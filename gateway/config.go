@@ -24,7 +24,20 @@ type Config struct {
 	Tokens    TokensConfig
 	RateLimit RateLimitConfig
 	Audit     AuditConfig
+	Leaks     LeaksConfig
 	Log       LogConfig
+}
+
+// LeaksConfig is the section on leaked-key reports from secret scanners:
+// with neither set, POST /api/v1/keys/leaked does not exist.
+type LeaksConfig struct {
+	// GitHubPublicKeysFile holds GitHub's secret scanning public keys
+	// (https://api.github.com/meta/public_keys/secret_scanning); set, the
+	// reports GitHub signs with one of them are taken.
+	GitHubPublicKeysFile string
+	// HMACSecret, set, takes the reports signed with it
+	// (X-Keygate-Signature), for other scanners.
+	HMACSecret keys.Secret
 }
 
 // AuditConfig is the audit trail's section.
@@ -146,6 +159,8 @@ var Settings = []Setting{
 	{"ratelimit.api_per_minute", 600},
 	{"ratelimit.max_tracked", 100000},
 	{"audit.retention", "2160h"},
+	{"leaks.github_public_keys_file", ""},
+	{"leaks.hmac_secret", ""},
 	{"log.format", "json"},
 	{"log.level", "info"},
 }
@@ -218,6 +233,10 @@ func Parse(get func(key string) any) (Config, error) {
 		MaxTracked:                p.positive("ratelimit.max_tracked"),
 	}
 	c.Audit = AuditConfig{Retention: p.duration("audit.retention", false)}
+	c.Leaks = LeaksConfig{
+		GitHubPublicKeysFile: strings.TrimSpace(p.raw("leaks.github_public_keys_file")),
+		HMACSecret:           keys.Secret(p.raw("leaks.hmac_secret")),
+	}
 	c.Log = LogConfig{Format: strings.ToLower(p.str("log.format")), Level: strings.ToLower(p.str("log.level"))}
 	c.validate(p)
 	return c, p.Err()
@@ -233,6 +252,9 @@ func (c *Config) validate(p *Problems) {
 	}
 	if n := len(c.Tokens.MasterKey); n > 0 && n < tokens.MinMasterKeyLen {
 		p.Add("tokens.master_key", fmt.Sprintf("must be at least %d bytes, got %d", tokens.MinMasterKeyLen, n))
+	}
+	if n := len(c.Leaks.HMACSecret); n > 0 && n < keys.MinReporterSecretLen {
+		p.Add("leaks.hmac_secret", fmt.Sprintf("must be at least %d bytes, got %d", keys.MinReporterSecretLen, n))
 	}
 	if !slices.Contains(sqlite.SynchronousModes, c.Database.Synchronous) {
 		p.Add("database.synchronous", fmt.Sprintf("must be one of %s", strings.Join(sqlite.SynchronousModes, ", ")))

@@ -74,6 +74,12 @@ func New(ctx context.Context, cfg Config, st store.Store, master tokens.MasterKe
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	// Before the store: a reporter's file that cannot be used stops keygate
+	// with nothing written.
+	reporters, err := newReporters(cfg.Leaks, opts.Log)
+	if err != nil {
+		return nil, err
+	}
 	t := cfg.Tokens
 	// First: opening the stored refresh-token key proves the master key
 	// before a first signing key is sealed under it.
@@ -133,7 +139,7 @@ func New(ctx context.Context, cfg Config, st store.Store, master tokens.MasterKe
 			APIPerMinute:              rl.APIPerMinute,
 			MaxTracked:                rl.MaxTracked,
 		},
-	}, server.Deps{Keys: keySvc, Tokens: tokenSvc, JWKS: jwks, Ready: st.Ready, Log: opts.Log, Now: opts.Now, Metrics: m})
+	}, server.Deps{Keys: keySvc, Tokens: tokenSvc, JWKS: jwks, Ready: st.Ready, Log: opts.Log, Now: opts.Now, Metrics: m, Reporters: reporters})
 	if err != nil {
 		return nil, err
 	}
@@ -141,6 +147,28 @@ func New(ctx context.Context, cfg Config, st store.Store, master tokens.MasterKe
 		Keys: keySvc, Tokens: tokenSvc, Keyring: ring, JWT: signer, Recorder: recorder, Server: srv, Metrics: m,
 		cfg: cfg, store: st, log: opts.Log,
 	}, nil
+}
+
+// newReporters loads the secret scanners' means of signing leaked-key
+// reports: GitHub's public keys from their file (refusing to start on one
+// that cannot be read or holds no usable key), and the shared secret.
+func newReporters(cfg LeaksConfig, log *slog.Logger) (*keys.Reporters, error) {
+	var github *keys.GitHubKeys
+	if cfg.GitHubPublicKeysFile != "" {
+		var err error
+		if github, err = keys.LoadGitHubKeys(cfg.GitHubPublicKeysFile, log); err != nil {
+			return nil, fmt.Errorf("leaks.github_public_keys_file: %w", err)
+		}
+		log.Info("taking leaked-key reports signed by GitHub", "path", cfg.GitHubPublicKeysFile, "keys", github.Len())
+	}
+	reporters, err := keys.NewReporters(github, cfg.HMACSecret)
+	if err != nil {
+		return nil, fmt.Errorf("leaks.hmac_secret: %w", err)
+	}
+	if cfg.HMACSecret != "" {
+		log.Info("taking leaked-key reports signed with leaks.hmac_secret")
+	}
+	return reporters, nil
 }
 
 // warnOfIssuer warns once when the OAuth server metadata is served with

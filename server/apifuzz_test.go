@@ -126,7 +126,7 @@ type fuzzOp struct {
 }
 
 func newAPIFuzzer(tb testing.TB) *apiFuzzer {
-	e := newEnv(tb, withMaxBody(fuzzBodyLimit), withPublicURL(), withLimits(server.RateLimits{
+	e := newEnv(tb, withMaxBody(fuzzBodyLimit), withPublicURL(), withLeakHMAC(), withLimits(server.RateLimits{
 		LoginFailuresPerMinute: 2, LoginPerKeyPerMinute: 2, RefreshPerFamilyPerMinute: 1, APIPerMinute: 3,
 	}))
 	c := mustContract(tb)
@@ -362,6 +362,9 @@ func (r *fuzzRun) operation(o *fuzzOp) {
 		h.Set("Content-Type", "application/json")
 		clean = false
 	}
+	if o.template == leakedPath {
+		r.signReport(h, body) // as its reporter would, or now and then not
+	}
 	target := path
 	if len(query) > 0 {
 		target += "?" + query.Encode()
@@ -465,6 +468,16 @@ func (r *fuzzRun) valid(name string, s *openapi3.Schema) (any, bool) {
 		return obj, ok
 	case s.Type.Is(openapi3.TypeString):
 		return r.validString(name, s)
+	case s.Type.Is(openapi3.TypeArray) && s.Items != nil && name == "":
+		// A body that is an array (members that are arrays stay unmade,
+		// their values being the server's to judge).
+		items := make([]any, r.in.intn(3))
+		ok := true
+		for i := range items {
+			v, vok := r.valid(name, s.Items.Value)
+			items[i], ok = v, ok && vok
+		}
+		return items, ok
 	}
 	return nil, false
 }
@@ -556,7 +569,11 @@ func (r *fuzzRun) body(rb *openapi3.RequestBody, h http.Header) ([]byte, bool) {
 	obj, _ := v.(map[string]any)
 	if r.in.oneIn(3) {
 		ok = false
-		v = r.mutateValue(obj, s)
+		if items, isArray := v.([]any); isArray {
+			v = r.mutateItems(items, s)
+		} else {
+			v = r.mutateValue(obj, s)
+		}
 	}
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -684,6 +701,25 @@ func (r *fuzzRun) mutateFormText(b []byte) []byte {
 		return slices.Concat(b, []byte("&"), b) // every parameter twice
 	}
 	return []byte(pick(r.in, []string{"", "=", "&&", `{"grant_type":"client_credentials"}`, "grant_type"}))
+}
+
+// mutateItems breaks a valid array body in one way the document can see:
+// one more item, broken as mutateValue breaks an object, more items than
+// the document allows, or no array at all.
+func (r *fuzzRun) mutateItems(items []any, s *openapi3.Schema) any {
+	item, _ := r.valid("", s.Items.Value)
+	switch r.in.intn(4) {
+	case 0:
+		if s.MaxItems != nil {
+			return slices.Repeat([]any{item}, int(*s.MaxItems)+1)
+		}
+	case 1:
+		return pick(r.in, []any{map[string]any{}, "x", 7, nil, true})
+	}
+	if obj, isObject := item.(map[string]any); isObject {
+		return append(items, r.mutateValue(obj, s.Items.Value))
+	}
+	return append(items, map[string]any{"x": 7})
 }
 
 // mutateValue breaks a valid body in one way the document can see.

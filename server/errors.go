@@ -44,6 +44,7 @@ var errorTable = []struct {
 	{tokens.ErrInvalidRefreshToken, http.StatusUnauthorized, api.CodeUnauthorized, unauthorizedMessage},
 	{tokens.ErrInvalidToken, http.StatusUnauthorized, api.CodeUnauthorized, unauthorizedMessage},
 	{errUnauthorized, http.StatusUnauthorized, api.CodeUnauthorized, unauthorizedMessage},
+	{keys.ErrBadSignature, http.StatusUnauthorized, api.CodeUnauthorized, "missing or invalid report signature"},
 	{errForbidden, http.StatusForbidden, api.CodeForbidden, "this endpoint needs a partner token"},
 	{keys.ErrNotFound, http.StatusNotFound, api.CodeNotFound, "resource not found"},
 	{errNoRoute, http.StatusNotFound, api.CodeNotFound, "no such route"},

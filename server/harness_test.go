@@ -102,6 +102,7 @@ type options struct {
 	algorithm      string
 	jwks           func(real func() []byte) func() []byte
 	config         []func(*gateway.Config) // any other changes to the defaults
+	wrapStore      func(store.Store) store.Store
 }
 
 // withConfig changes the gateway's configuration before it is built.
@@ -119,6 +120,12 @@ func withPublicURL() option {
 }
 
 type option func(*options)
+
+// withStore gives the gateway wrap(db) instead of the store itself (tests
+// that count what the services ask of it); env.db stays the store.
+func withStore(wrap func(store.Store) store.Store) option {
+	return func(o *options) { o.wrapStore = wrap }
+}
 
 func withLimits(l server.RateLimits) option { return func(o *options) { o.limits = l } }
 
@@ -196,7 +203,11 @@ func newEnv(t testing.TB, opts ...option) *env {
 	if err != nil {
 		t.Fatalf("master key: %v", err)
 	}
-	gw, err := gateway.New(ctx, cfg, db, master, gateway.Options{Log: log, Now: clk.Now, WrapJWKS: o.jwks, Metrics: m})
+	var st store.Store = db
+	if o.wrapStore != nil {
+		st = o.wrapStore(db)
+	}
+	gw, err := gateway.New(ctx, cfg, st, master, gateway.Options{Log: log, Now: clk.Now, WrapJWKS: o.jwks, Metrics: m})
 	if err != nil {
 		t.Fatalf("gateway.New: %v", err)
 	}

@@ -72,13 +72,15 @@ func (s *Server) headers(c *gin.Context) {
 	c.Next()
 }
 
-// limitBody refuses declared-oversize bodies at once and caps the rest.
+// limitBody refuses declared-oversize bodies at once and caps the rest, at
+// the route's limit (bodyLimit).
 func (s *Server) limitBody(c *gin.Context) {
-	if c.Request.ContentLength > s.cfg.MaxBodyBytes {
+	limit := s.bodyLimit(c)
+	if c.Request.ContentLength > limit {
 		s.fail(c, errTooLarge)
 		return
 	}
-	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBodyBytes)
+	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, limit)
 	c.Next()
 }
 

@@ -67,10 +67,11 @@ func routeDrift(served, documented []string) (undocumented, unserved []string) {
 
 // TestOpenAPIRoutesMatchTheEngine: the document lists exactly the routes
 // the Gin engine serves, method by method, with every optional route on
-// (server.public_url set: the OAuth server metadata).
+// (server.public_url set: the OAuth server metadata; a leaked-key
+// reporter configured: POST /api/v1/keys/leaked).
 func TestOpenAPIRoutesMatchTheEngine(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, withPublicURL())
+	e := newEnv(t, withPublicURL(), withLeakHMAC())
 	c := mustContract(t)
 	served, documented := engineRoutes(t, e.handler), documentedRoutes(c)
 	undocumented, unserved := routeDrift(served, documented)
@@ -80,13 +81,13 @@ func TestOpenAPIRoutesMatchTheEngine(t *testing.T) {
 	for _, r := range unserved {
 		t.Errorf("api/openapi.json documents %s; the engine does not serve it", r)
 	}
-	if len(served) < 25 || !slices.Contains(served, "GET /.well-known/oauth-authorization-server") {
+	if len(served) < 25 || !slices.Contains(served, "GET /.well-known/oauth-authorization-server") || !slices.Contains(served, "POST /api/v1/keys/leaked") {
 		t.Errorf("only %d routes: %v", len(served), served)
 	}
 
 	// The comparison sees a route added to the engine and one the
 	// document lists in vain.
-	extra := newEnv(t, withPublicURL())
+	extra := newEnv(t, withPublicURL(), withLeakHMAC())
 	extra.handler.(*gin.Engine).PUT("/api/v1/companies/:id", func(*gin.Context) {})
 	undocumented, unserved = routeDrift(engineRoutes(t, extra.handler), append(slices.Clone(documented), "GET /api/v1/nowhere"))
 	if !slices.Equal(undocumented, []string{"PUT /api/v1/companies/{id}"}) || !slices.Equal(unserved, []string{"GET /api/v1/nowhere"}) {

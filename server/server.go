@@ -36,6 +36,9 @@ type Deps struct {
 	Now    func() time.Time
 	// Metrics, if not nil, records requests, logins, refreshes and limits.
 	Metrics *metrics.Metrics
+	// Reporters, if not nil, are the secret scanners whose leaked-key
+	// reports POST /api/v1/keys/leaked takes; nil: no such route.
+	Reporters *keys.Reporters
 }
 
 // Server holds the Gin engine and what its handlers need.
@@ -51,6 +54,8 @@ type Server struct {
 	metrics *metrics.Metrics
 	limits  rateLimiters
 	engine  *gin.Engine
+
+	reporters *keys.Reporters // of leaked-key reports; nil: no such route
 }
 
 // New builds the engine and its routes.
@@ -74,6 +79,8 @@ func New(cfg Config, d Deps) (*Server, error) {
 		metrics: d.Metrics,
 		limits:  newRateLimiters(cfg.RateLimits, d.Now),
 		engine:  gin.New(),
+
+		reporters: d.Reporters,
 	}
 	e := s.engine
 	// Never gin's default of trusting every proxy: clients could then forge
@@ -111,6 +118,9 @@ func New(cfg Config, d Deps) (*Server, error) {
 	oauth.POST("/introspect", s.introspect)
 	if cfg.OAuth.PublicURL != "" {
 		get(e, "/.well-known/oauth-authorization-server", s.metadata)
+	}
+	if d.Reporters != nil {
+		e.POST(leakedPath, s.reportLeaked)
 	}
 
 	authed := v1.Group("", s.authenticate, s.limitAPI)
