@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -191,12 +192,12 @@ func TestReportLeakedCancelled(t *testing.T) {
 	}
 }
 
-// scannerPattern is the regular expression secret scanners are given for
-// keygate's keys.
+// scannerPattern is the regular expression docs/operations.md gives secret
+// scanners for keygate's keys.
 const scannerPattern = `\b(pk|ck)_[0-9A-Za-z]{49}\b`
 
-// TestKeyPatternForScanners: the pattern matches every key keygate makes,
-// and only whole keys, so scanners can be given it.
+// TestKeyPatternForScanners: the documented pattern matches every key
+// keygate makes, and only whole keys, so scanners can be given it.
 func TestKeyPatternForScanners(t *testing.T) {
 	re := regexp.MustCompile(`^` + scannerPattern + `$`)
 	for range 500 {
@@ -211,6 +212,13 @@ func TestKeyPatternForScanners(t *testing.T) {
 		if re.MatchString(s) {
 			t.Errorf("%q matches", s)
 		}
+	}
+	doc, err := os.ReadFile("../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(doc), "`"+scannerPattern+"`") {
+		t.Errorf("docs/operations.md does not give scanners the pattern %s", scannerPattern)
 	}
 }
 
