@@ -40,14 +40,22 @@ func (r ResolvedKey) usable(now time.Time) bool {
 const keyCheckInterval = 10 * time.Millisecond
 
 // keyTTL is how long a cached key is used before it is read again, however
-// quiet the epoch: the safety net for what the epoch cannot show. The epoch
-// is a counter; a database restored from a backup, or a standby promoted
-// before it had replayed the last revocations, can come back with a number
-// this process has already seen, and a change made behind keygate's back
-// (SQL by hand) moves nothing. A key in use is then read once per keyTTL
-// per process (a fraction of a read per second, against the hundreds of
-// requests it may serve), and nothing stale outlives keyTTL.
+// quiet the epoch, on a store that replicas share: the safety net for what
+// the epoch cannot show. The epoch is a counter; a database restored from a
+// backup, or a standby promoted before it had replayed the last
+// revocations, can come back with a number this process has already seen,
+// and a change made behind keygate's back (SQL by hand) moves nothing. A
+// key in use is then read once per keyTTL per process (a fraction of a read
+// per second, against the hundreds of requests it may serve), and nothing
+// stale outlives keyTTL.
 const keyTTL = 5 * time.Second
+
+// localKeyTTL is keyTTL on a store that one serving process owns (SQLite,
+// with the CLI beside it): there no standby is promoted and a restore means
+// a restart, so only SQL by hand could slip past the epoch. Reading 1,000
+// keys in use every 5 s cost SQLite logins about 8% of their CPU in the
+// benchmark; once a minute costs nothing measurable.
+const localKeyTTL = time.Minute
 
 // epochCheckTimeout bounds an epoch read that no single request owns (one
 // started for requests that queued behind another).
@@ -74,12 +82,14 @@ const maxCachedKeys = 250_000
 //     LISTEN/NOTIFY) makes the cache forget everything as each one commits
 //     and whenever an announcement may have been missed: sooner, never
 //     instead;
-//   - keyTTL bounds what the epoch cannot show.
+//   - keyTTL (localKeyTTL on a store one process owns) bounds what the
+//     epoch cannot show.
 type keyCache struct {
 	store  Store
 	now    func() time.Time
-	max    int  // maxCachedKeys; tests lower it
-	strict bool // logins wait for an epoch read of their own (a ChangeFeed store)
+	max    int   // maxCachedKeys; tests lower it
+	strict bool  // logins wait for an epoch read of their own (a ChangeFeed store)
+	ttl    int64 // keyTTL or localKeyTTL, in nanoseconds
 
 	mu       sync.RWMutex
 	byDigest map[Digest]*cachedKey
@@ -113,7 +123,11 @@ type epochCheck struct {
 
 func newKeyCache(store Store, now func() time.Time) *keyCache {
 	_, shared := store.(ChangeFeed)
-	return &keyCache{store: store, now: now, max: maxCachedKeys, strict: shared, byDigest: map[Digest]*cachedKey{}, byID: map[string]*cachedKey{}}
+	ttl := localKeyTTL
+	if shared {
+		ttl = keyTTL
+	}
+	return &keyCache{store: store, now: now, max: maxCachedKeys, strict: shared, ttl: int64(ttl), byDigest: map[Digest]*cachedKey{}, byID: map[string]*cachedKey{}}
 }
 
 // fresh makes sure no other process has changed keys since the cache was
@@ -214,8 +228,8 @@ func (c *keyCache) recent(now time.Time) bool {
 
 // live reports whether a cached entry read at at (UnixNano) may still be
 // used at now.
-func live(e *cachedKey, ok bool, now int64) bool {
-	return ok && now-e.at < int64(keyTTL)
+func (c *keyCache) live(e *cachedKey, ok bool, now int64) bool {
+	return ok && now-e.at < c.ttl
 }
 
 // byKeyDigest returns the resolved key with that digest, reading it from
@@ -242,7 +256,7 @@ func (c *keyCache) byKeyDigest(ctx context.Context, d Digest) (ResolvedKey, erro
 	e, ok := c.byDigest[d]
 	gen := c.gen
 	c.mu.RUnlock()
-	if live(e, ok, now) {
+	if c.live(e, ok, now) {
 		return e.ResolvedKey, nil
 	}
 	r, err := c.store.ResolveKey(ctx, d)
@@ -275,7 +289,7 @@ func (c *keyCache) byKeyID(ctx context.Context, id string) (ResolvedKey, error) 
 	e, ok := c.byID[id]
 	gen := c.gen
 	c.mu.RUnlock()
-	if live(e, ok, now) {
+	if c.live(e, ok, now) {
 		return e.ResolvedKey, nil
 	}
 	r, err := c.store.ResolveKeyID(ctx, id)

@@ -281,10 +281,28 @@ func TestConcurrentLoginsShareEpochReads(t *testing.T) {
 
 // TestCacheEntriesExpire: with an epoch that does not move (as after a
 // restore that brought back a number already seen), a change is still
-// seen once the entry is KeyTTL old, by logins and token checks alike.
+// seen once the entry is KeyTTL old on a store replicas share, or
+// LocalKeyTTL old on one a single process owns, by logins and token checks
+// alike.
 func TestCacheEntriesExpire(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		store func() keys.Store
+		ttl   time.Duration
+	}{
+		{"one process's store", func() keys.Store { return &countingStore{Store: memstore.New(), fixedEpoch: true} }, keys.LocalKeyTTL},
+		{"a store replicas share", func() keys.Store {
+			s := sharedStore()
+			s.fixedEpoch = true
+			return s
+		}, keys.KeyTTL},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testCacheEntriesExpire(t, tc.store(), tc.ttl) })
+	}
+}
+
+func testCacheEntriesExpire(t *testing.T, st keys.Store, ttl time.Duration) {
 	ctx := t.Context()
-	st := &countingStore{Store: memstore.New(), fixedEpoch: true}
 	clk := &manualClock{t: time.Date(2026, 6, 26, 8, 0, 0, 0, time.UTC)}
 	server, cli := newService(st, clk), newService(st, clk)
 	p, k, err := cli.CreatePartner(ctx, keys.Operator, keys.PartnerInput{Name: "Acme"})
@@ -298,7 +316,7 @@ func TestCacheEntriesExpire(t *testing.T) {
 	if err := cli.RevokeKey(ctx, keys.Operator, keys.PartnerOwner(p.ID), k.ID); err != nil {
 		t.Fatal(err)
 	}
-	clk.Advance(keys.KeyTTL - time.Millisecond)
+	clk.Advance(ttl - time.Millisecond)
 	if _, err := server.Authenticate(ctx, k.APIKey.Reveal()); err != nil {
 		t.Fatalf("login before KeyTTL, the epoch unmoved: %v (want the stale hit this test relies on)", err)
 	}

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"keygate/keys"
@@ -51,20 +52,34 @@ func (d *DB) DeleteAudit(ctx context.Context, before time.Time, limit int) (int,
 	return int(n), err
 }
 
+// auditRowsPerInsert is how many audit events one INSERT writes: a
+// second's batch of logins is thousands of rows, and a statement per row
+// cost a call into SQLite (and through cgo) per row.
+const auditRowsPerInsert = 64
+
 func insertAudit(ctx context.Context, tx *wtx, evs []keys.AuditEvent) error {
-	if len(evs) == 0 {
-		return nil
-	}
-	st, err := tx.PrepareContext(ctx, `INSERT INTO audit_events (at, actor_type, actor_id, action, target_type, target, addr, outcome, detail)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	for _, e := range evs {
-		if _, err := st.ExecContext(ctx, ms(e.At), e.ActorType, e.ActorID, e.Action, e.TargetType, e.Target, e.Addr, e.Outcome, e.Detail); err != nil {
+	for len(evs) > 0 {
+		n := min(len(evs), auditRowsPerInsert)
+		args := make([]any, 0, 9*n)
+		for _, e := range evs[:n] {
+			args = append(args, ms(e.At), e.ActorType, e.ActorID, e.Action, e.TargetType, e.Target, e.Addr, e.Outcome, e.Detail)
+		}
+		if _, err := tx.ExecContext(ctx, auditInsert(n), args...); err != nil {
 			return err
 		}
+		evs = evs[n:]
 	}
 	return nil
 }
+
+// auditInserts are the INSERTs of 1 to auditRowsPerInsert audit events.
+var auditInserts = func() (qs [auditRowsPerInsert + 1]string) {
+	row := "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
+	for n := 1; n <= auditRowsPerInsert; n++ {
+		qs[n] = "INSERT INTO audit_events (at, actor_type, actor_id, action, target_type, target, addr, outcome, detail) VALUES " +
+			strings.Repeat(row+", ", n-1) + row
+	}
+	return qs
+}()
+
+func auditInsert(n int) string { return auditInserts[n] }

@@ -141,3 +141,20 @@ func testDeleteAudit(t *testing.T, s store.Store) {
 		t.Errorf("DeleteAudit with nothing due deleted %d", n)
 	}
 }
+
+// testRecordUsageMany: a second's batch of logins is thousands of events;
+// every one is written, in order.
+func testRecordUsageMany(t *testing.T, s store.Store) {
+	evs := make([]keys.AuditEvent, 1000)
+	for i := range evs {
+		evs[i] = keys.AuditEvent{At: t0, ActorType: keys.ActorAnonymous, Action: "login", TargetType: "key", Target: "pk_" + strconv.Itoa(i), Addr: "192.0.2.1", Outcome: keys.OutcomeFailure}
+	}
+	must(t, "RecordUsage", s.RecordUsage(t.Context(), nil, evs))
+	got := auditSince(t, s, time.Time{})
+	if len(got) != len(evs) {
+		t.Fatalf("%d events read back, want %d", len(got), len(evs))
+	}
+	for i := range evs {
+		checkEvent(t, got[i], evs[i])
+	}
+}

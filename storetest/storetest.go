@@ -44,6 +44,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ListCompaniesWhileAdding", testListCompaniesWhileAdding},
 		{"DisableCompany", testDisableCompany},
 		{"RecordUsage", testRecordUsage},
+		{"RecordUsageMany", testRecordUsageMany},
 		{"ListAudit", testListAudit},
 		{"DeleteAudit", testDeleteAudit},
 		{"PartnerScopes", testPartnerScopes},
