@@ -16,7 +16,7 @@ import (
 func (d *DB) ListAudit(ctx context.Context, after keys.AuditCursor, limit int) ([]keys.AuditEvent, error) {
 	// audit_events_at holds (at, rowid): this is a range scan of it.
 	rows, err := d.read.QueryContext(ctx, `SELECT id, at, actor_type, actor_id, action, target_type, target, addr, outcome, detail
-		FROM audit_events WHERE (at, id) > (?, ?) ORDER BY at, id LIMIT ?`, ms(after.At), after.ID, limit)
+		FROM audit_events WHERE (at, id) > (+?, +?) ORDER BY at, id LIMIT +?`, ms(after.At), after.ID, limit)
 	if err != nil {
 		return nil, mapErr(err)
 	}
@@ -42,7 +42,7 @@ func (d *DB) DeleteAudit(ctx context.Context, before time.Time, limit int) (int,
 	var n int64
 	err := d.do(ctx, func(ctx context.Context, tx *wtx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM audit_events WHERE id IN (
-				SELECT id FROM audit_events WHERE at < ? ORDER BY at, id LIMIT ?)`, ms(before), limit)
+				SELECT id FROM audit_events WHERE at < +? ORDER BY at, id LIMIT +?)`, ms(before), limit)
 		if err != nil {
 			return err
 		}

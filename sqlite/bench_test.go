@@ -3,13 +3,16 @@ package sqlite_test
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"keygate/keys"
 	"keygate/sqlite"
 )
 
@@ -107,4 +110,53 @@ func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkResolveKey measures what a login's key-cache miss costs: the
+// read of one company key by its digest on the reader pool, from 32
+// goroutines, keys picked at random among n.
+func BenchmarkResolveKey(b *testing.B) {
+	for _, n := range []int{1_000, 100_000} {
+		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) {
+			db, err := sqlite.Open(b.Context(), sqlite.Options{Path: filepath.Join(b.TempDir(), "k.db"), Synchronous: "OFF"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { db.Close() })
+			owner, _ := createPartner(b, db, "Acme")
+			digests := make([]keys.Digest, n)
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			for range 64 {
+				wg.Go(func() {
+					for i := next.Add(1) - 1; i < int64(n); i = next.Add(1) - 1 {
+						now := time.Now()
+						c := keys.Company{ID: keys.NewID("com_"), PartnerID: owner.PartnerID, Name: fmt.Sprint("c", i), Status: keys.StatusActive, CreatedAt: now}
+						secret := keys.NewAPIKey(keys.CompanyKeyPrefix).Reveal()
+						k := keys.Key{ID: keys.NewID("key_"), Owner: keys.CompanyOwner(c.PartnerID, c.ID), Hint: keys.Hint(secret), CreatedAt: now}
+						digests[i] = keys.DigestOf(secret)
+						if err := db.CreateCompany(context.Background(), c, k, digests[i], nil); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			b.SetParallelism(32 / runtime.GOMAXPROCS(0))
+			cpu0 := cpuTime()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				r := rand.New(rand.NewPCG(rand.Uint64(), 1))
+				for pb.Next() {
+					if _, err := db.ResolveKey(context.Background(), digests[r.IntN(n)]); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.StopTimer()
+			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+		})
+	}
 }

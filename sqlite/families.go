@@ -197,7 +197,7 @@ func (d *DB) DeleteFamilies(ctx context.Context, before time.Time, limit int) (i
 				SELECT id FROM refresh_families WHERE expires_at < ?1 AND COALESCE(first_expires_at, 0) < ?1
 				UNION
 				SELECT id FROM refresh_families WHERE revoked_at IS NOT NULL AND revoked_at < ?1 AND COALESCE(first_expires_at, 0) < ?1
-				LIMIT ?2)`, ms(before), limit)
+				LIMIT +?2)`, ms(before), limit)
 		if err != nil {
 			return err
 		}
@@ -271,10 +271,10 @@ func (s *writeStmts) prepare(ctx context.Context, db preparer) error {
 	s.keyState = prep(`SELECT ` + keyStateColumns + ` FROM api_keys k
 		JOIN partners p ON p.id = k.partner_id
 		LEFT JOIN companies c ON c.id = k.company_id
-		WHERE k.id = ? AND k.partner_id = ? AND COALESCE(k.company_id, '') = ?`)
+		WHERE k.id = +? AND k.partner_id = +? AND COALESCE(k.company_id, '') = +?`) // +?: see stmts
 	s.keyOwner = prep(`SELECT k.partner_id, COALESCE(k.company_id, ''), ` + keyStateColumns + ` FROM api_keys k
 		JOIN partners p ON p.id = k.partner_id
 		LEFT JOIN companies c ON c.id = k.company_id
-		WHERE k.id = ?`)
+		WHERE k.id = +?`)
 	return s.stmts.err
 }

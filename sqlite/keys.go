@@ -237,9 +237,9 @@ func (d *DB) ListKeys(ctx context.Context, o keys.Owner) ([]keys.Key, error) {
 func ownerKeys(o keys.Owner) (where string, args []any, ok bool) {
 	switch o.Kind() {
 	case keys.KindPartner:
-		return `partner_id = ? AND company_id IS NULL`, []any{o.PartnerID()}, true
+		return `partner_id = +? AND company_id IS NULL`, []any{o.PartnerID()}, true
 	case keys.KindCompany:
-		return `partner_id = ? AND company_id = ?`, []any{o.PartnerID(), o.CompanyID()}, true
+		return `partner_id = +? AND company_id = +?`, []any{o.PartnerID(), o.CompanyID()}, true
 	}
 	return "", nil, false
 }
@@ -318,7 +318,7 @@ func activeOwner(ctx context.Context, tx *wtx, o keys.Owner) error {
 	case keys.KindCompany:
 		err = tx.QueryRowContext(ctx, `SELECT CASE WHEN p.status = 'active' THEN c.status ELSE p.status END
 			FROM companies c JOIN partners p ON p.id = c.partner_id
-			WHERE c.partner_id = ? AND c.id = ?`, o.PartnerID(), o.CompanyID()).Scan(&status)
+			WHERE c.partner_id = +? AND c.id = +?`, o.PartnerID(), o.CompanyID()).Scan(&status)
 	default:
 		return keys.ErrNotFound
 	}

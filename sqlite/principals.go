@@ -29,11 +29,11 @@ const companyColumns = `SELECT seq, id, partner_id, name, external_id, status, c
 
 func (s *readStmts) prepare(ctx context.Context, db *sql.DB) error {
 	prep := s.stmts.preparer(ctx, db)
-	s.resolveKey = prep(resolvedColumns + ` WHERE k.digest = ?`)
-	s.resolveKeyID = prep(resolvedColumns + ` WHERE k.id = ?`)
+	s.resolveKey = prep(resolvedColumns + ` WHERE k.digest = +?`) // +?: see stmts
+	s.resolveKeyID = prep(resolvedColumns + ` WHERE k.id = +?`)
 	s.keyEpoch = prep(`SELECT epoch FROM key_epoch WHERE id = 1`)
-	s.getCompany = prep(companyColumns + ` WHERE partner_id = ? AND id = ?`)
-	s.listCompanies = prep(companyColumns + ` WHERE partner_id = ? AND seq > ? ORDER BY seq LIMIT ?`)
+	s.getCompany = prep(companyColumns + ` WHERE partner_id = +? AND id = +?`)
+	s.listCompanies = prep(companyColumns + ` WHERE partner_id = +? AND seq > +? ORDER BY seq LIMIT +?`)
 	return s.stmts.err
 }
 
