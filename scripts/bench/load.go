@@ -23,9 +23,11 @@ const defaultRounds = 6
 // interval (1 s).
 const settle = 1200 * time.Millisecond
 
-// compare warms every target up, then measures them in rounds of
-// interleaved slices adding up to d each; results are in the order of
-// targets.
+// compare warms every target up (for d/5, and for as long as a load's
+// warm-up needs beyond that: a login load uses every company's key once, so
+// that its keys are "in use" when measuring starts), then measures them in
+// rounds of interleaved slices adding up to d each; results are in the
+// order of targets.
 func compare(c *http.Client, targets []*target, conns, rounds int, d time.Duration, setup func(*http.Client, *target, int) (*load, error)) ([]result, error) {
 	loads := make([]*load, len(targets))
 	for i, t := range targets {
@@ -37,6 +39,9 @@ func compare(c *http.Client, targets []*target, conns, rounds int, d time.Durati
 	}
 	for _, l := range loads {
 		l.run(d / 5)
+		for l.warm != nil && !l.warm() {
+			l.run(d / 5)
+		}
 		l.reset()
 	}
 	for r := range rounds {
@@ -62,7 +67,8 @@ type load struct {
 	t       *target
 	workers []func() bool
 	lat     []time.Duration
-	sent    int // every request, warm-up included
+	sent    int         // every request, warm-up included
+	warm    func() bool // if set, whether the warm-up may end
 	errs    int
 	secs    float64
 	cpu     time.Duration
@@ -151,16 +157,26 @@ func (l *load) result() (result, error) {
 	}, nil
 }
 
+// loadLogin logs in with the company keys in turn, worker w taking every
+// conns-th one from the w-th; its warm-up lasts until every key was used.
 func loadLogin(c *http.Client, t *target, conns int) (*load, error) {
-	return newLoad(t, conns, func(w int) (func() bool, error) {
-		i := w
+	next := make([]int, conns) // each worker's next index into t.companies
+	l, err := newLoad(t, conns, func(w int) (func() bool, error) {
+		next[w] = w
 		return func() bool {
-			key := t.companies[i%len(t.companies)]
-			i += conns
+			key := t.companies[next[w]%len(t.companies)]
+			next[w] += conns
 			code, err := post(c, t.at(w)+"/api/v1/auth/login", "", map[string]string{"apiKey": key}, nil)
 			return err == nil && code == 200
 		}, nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	l.warm = func() bool { // between runs: no worker is running
+		return slices.Min(next) >= len(t.companies)
+	}
+	return l, nil
 }
 
 // loginCompany logs in as the company of worker w, to set up a phase.
