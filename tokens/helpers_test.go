@@ -2,18 +2,10 @@ package tokens_test
 
 import (
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/hmac"
-	"crypto/rsa"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"math/big"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -25,6 +17,7 @@ import (
 	"keygate/memstore"
 	"keygate/store"
 	"keygate/tokens"
+	"keygate/verify/accesstoken/accesstokentest"
 )
 
 // t0 is where every test clock starts: whole seconds, so nothing is lost to
@@ -460,82 +453,18 @@ func mustReject(tb testing.TB, j *tokens.JWT, tok string) error {
 
 var b64 = base64.RawURLEncoding
 
-// splitJWT returns a token's three segments.
-func splitJWT(tb testing.TB, tok string) (header, claims, sig string) {
-	tb.Helper()
-	parts := strings.Split(tok, ".")
-	if len(parts) != 3 {
-		tb.Fatalf("token has %d segments", len(parts))
-	}
-	return parts[0], parts[1], parts[2]
-}
-
-// decodeSegment decodes a JSON segment, keeping numbers as json.Number so
-// that re-encoding it changes nothing.
-func decodeSegment(tb testing.TB, seg string) map[string]any {
-	tb.Helper()
-	raw, err := b64.Strict().DecodeString(seg)
-	if err != nil {
-		tb.Fatalf("decoding segment: %v", err)
-	}
-	dec := json.NewDecoder(strings.NewReader(string(raw)))
-	dec.UseNumber()
-	m := map[string]any{}
-	if err := dec.Decode(&m); err != nil {
-		tb.Fatalf("decoding segment JSON: %v", err)
-	}
-	return m
-}
-
-func encodeSegment(tb testing.TB, v any) string {
-	tb.Helper()
-	raw, err := json.Marshal(v)
-	if err != nil {
-		tb.Fatalf("encoding segment: %v", err)
-	}
-	return b64.EncodeToString(raw)
-}
-
-func headerOf(tb testing.TB, tok string) map[string]any {
-	tb.Helper()
-	h, _, _ := splitJWT(tb, tok)
-	return decodeSegment(tb, h)
-}
-
-func claimsOf(tb testing.TB, tok string) map[string]any {
-	tb.Helper()
-	_, c, _ := splitJWT(tb, tok)
-	return decodeSegment(tb, c)
-}
-
-// hs256 signs a signing input (header.claims) with an HMAC secret.
-func hs256(input string, secret []byte) string {
-	m := hmac.New(sha256.New, secret)
-	m.Write([]byte(input))
-	return b64.EncodeToString(m.Sum(nil))
-}
-
-// forgeHS256 builds a token from header and claims and signs it with the
-// secret: with the gateway's own secret it isolates every check but the
-// signature's.
-func forgeHS256(tb testing.TB, header, claims map[string]any, secret []byte) string {
-	tb.Helper()
-	input := encodeSegment(tb, header) + "." + encodeSegment(tb, claims)
-	return input + "." + hs256(input, secret)
-}
-
-// flipUnusedBit changes the last character of a base64url segment so that
-// it decodes to the same bytes when trailing bits are ignored: only strict
-// decoding tells the two apart.
-func flipUnusedBit(tb testing.TB, seg string) string {
-	tb.Helper()
-	if len(seg)%4 == 0 || len(seg)%4 == 1 {
-		tb.Fatalf("segment of length %d has no unused bits", len(seg))
-	}
-	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-	i := strings.IndexByte(alphabet, seg[len(seg)-1])
-	return seg[:len(seg)-1] + string(alphabet[i^1])
-}
+// The token-surgery helpers the attack tables are built with, shared with
+// verify's tests.
+var (
+	splitJWT      = accesstokentest.Split
+	encodeSegment = accesstokentest.Encode
+	headerOf      = accesstokentest.Header
+	claimsOf      = accesstokentest.Claims
+	hs256         = accesstokentest.HS256
+	forgeHS256    = accesstokentest.ForgeHS256
+	flipUnusedBit = accesstokentest.FlipUnusedBit
+	publicKeyOf   = accesstokentest.PublicKey
+)
 
 // parseJWKS decodes a JWK Set into its members, as any verifier would.
 func parseJWKS(tb testing.TB, data []byte) []map[string]any {
@@ -552,51 +481,6 @@ func parseJWKS(tb testing.TB, data []byte) []map[string]any {
 		tb.Fatalf("JWKS %s has no keys member", data)
 	}
 	return set.Keys
-}
-
-// publicKeyOf builds a verification key from a JWK the way an independent
-// verifier does, from the published members only.
-func publicKeyOf(tb testing.TB, k map[string]any) crypto.PublicKey {
-	tb.Helper()
-	member := func(name string) []byte {
-		s, ok := k[name].(string)
-		if !ok {
-			tb.Fatalf("JWK %v: member %q missing", k, name)
-		}
-		b, err := b64.Strict().DecodeString(s)
-		if err != nil {
-			tb.Fatalf("JWK member %q: %v", name, err)
-		}
-		return b
-	}
-	switch k["kty"] {
-	case "EC":
-		if k["crv"] != "P-256" {
-			tb.Fatalf("EC JWK with crv %v", k["crv"])
-		}
-		x, y := member("x"), member("y")
-		if len(x) != 32 || len(y) != 32 {
-			tb.Fatalf("EC JWK coordinates of %d and %d bytes, want 32", len(x), len(y))
-		}
-		pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), append(append([]byte{4}, x...), y...))
-		if err != nil {
-			tb.Fatalf("EC JWK: %v", err)
-		}
-		return pub
-	case "OKP":
-		if k["crv"] != "Ed25519" {
-			tb.Fatalf("OKP JWK with crv %v", k["crv"])
-		}
-		x := member("x")
-		if len(x) != ed25519.PublicKeySize {
-			tb.Fatalf("Ed25519 JWK of %d bytes", len(x))
-		}
-		return ed25519.PublicKey(x)
-	case "RSA":
-		return &rsa.PublicKey{N: new(big.Int).SetBytes(member("n")), E: int(new(big.Int).SetBytes(member("e")).Int64())}
-	}
-	tb.Fatalf("JWK of unknown kty %v", k["kty"])
-	return nil
 }
 
 // familyOf is the family id of a refresh token the service accepts.
