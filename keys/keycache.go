@@ -251,20 +251,7 @@ func (c *keyCache) byKeyDigest(ctx context.Context, d Digest) (ResolvedKey, erro
 	if err != nil {
 		return ResolvedKey{}, err
 	}
-	now := t.UnixNano()
-	c.mu.RLock()
-	e, ok := c.byDigest[d]
-	gen := c.gen
-	c.mu.RUnlock()
-	if c.live(e, ok, now) {
-		return e.ResolvedKey, nil
-	}
-	r, err := c.store.ResolveKey(ctx, d)
-	if err != nil {
-		return ResolvedKey{}, err
-	}
-	c.put(r, gen, now)
-	return r, nil
+	return lookup(ctx, c, &c.byDigest, d, t, c.store.ResolveKey)
 }
 
 // cachedActive reports whether the cache holds d as an active key, without
@@ -284,15 +271,21 @@ func (c *keyCache) byKeyID(ctx context.Context, id string) (ResolvedKey, error) 
 	if err := c.fresh(ctx, t); err != nil {
 		return ResolvedKey{}, err
 	}
+	return lookup(ctx, c, &c.byID, id, t, c.store.ResolveKeyID)
+}
+
+// lookup returns the entry under k in index (c.byDigest or c.byID) if it
+// is still live at t, or reads the key from the store and remembers it.
+func lookup[K comparable](ctx context.Context, c *keyCache, index *map[K]*cachedKey, k K, t time.Time, read func(context.Context, K) (ResolvedKey, error)) (ResolvedKey, error) {
 	now := t.UnixNano()
 	c.mu.RLock()
-	e, ok := c.byID[id]
+	e, ok := (*index)[k] // clear replaces the maps, under mu
 	gen := c.gen
 	c.mu.RUnlock()
 	if c.live(e, ok, now) {
 		return e.ResolvedKey, nil
 	}
-	r, err := c.store.ResolveKeyID(ctx, id)
+	r, err := read(ctx, k)
 	if err != nil {
 		return ResolvedKey{}, err
 	}
