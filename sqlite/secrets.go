@@ -28,23 +28,13 @@ func (d *DB) ListSealedSecrets(ctx context.Context) ([]tokens.SealedSecret, erro
 }
 
 // AddSealedSecret implements tokens.SecretStore: one statement in the
-// writer's immediate transaction, which no other writer (another process's
-// included) interleaves with; it replaces only a placeholder.
+// writer's immediate transaction (insertOne); it replaces only a
+// placeholder.
 func (d *DB) AddSealedSecret(ctx context.Context, s tokens.SealedSecret) (bool, error) {
-	var added bool
-	err := d.do(ctx, func(ctx context.Context, tx *wtx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO sealed_secrets (name, sealed, created_at) VALUES (?, ?, ?)
-			ON CONFLICT (name) DO UPDATE SET sealed = excluded.sealed, created_at = excluded.created_at
-			WHERE length(sealed_secrets.sealed) = 0`,
-			s.Name, blob(s.Sealed), ms(s.CreatedAt))
-		if err != nil {
-			return err
-		}
-		n, err := res.RowsAffected()
-		added = n == 1
-		return err
-	})
-	return added, err
+	return d.insertOne(ctx, `INSERT INTO sealed_secrets (name, sealed, created_at) VALUES (?, ?, ?)
+		ON CONFLICT (name) DO UPDATE SET sealed = excluded.sealed, created_at = excluded.created_at
+		WHERE length(sealed_secrets.sealed) = 0`,
+		s.Name, blob(s.Sealed), ms(s.CreatedAt))
 }
 
 // Reseal implements tokens.SecretStore: one op of the writer, so one

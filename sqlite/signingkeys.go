@@ -17,22 +17,11 @@ func (d *DB) AddSigningKey(ctx context.Context, k tokens.SigningKeyRecord) error
 }
 
 // AddFirstSigningKey implements tokens.KeyStore: one statement in the
-// writer's immediate transaction, which no other writer (another process's
-// included) interleaves with.
+// writer's immediate transaction (insertOne).
 func (d *DB) AddFirstSigningKey(ctx context.Context, k tokens.SigningKeyRecord) (bool, error) {
-	var added bool
-	err := d.do(ctx, func(ctx context.Context, tx *wtx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO signing_keys (kid, algorithm, sealed, created_at, activates_at)
-			SELECT ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM signing_keys WHERE algorithm = ?)`,
-			k.KID, k.Algorithm, k.Sealed, ms(k.CreatedAt), ms(k.ActivatesAt), k.Algorithm)
-		if err != nil {
-			return err
-		}
-		n, err := res.RowsAffected()
-		added = n == 1
-		return err
-	})
-	return added, err
+	return d.insertOne(ctx, `INSERT INTO signing_keys (kid, algorithm, sealed, created_at, activates_at)
+		SELECT ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM signing_keys WHERE algorithm = ?)`,
+		k.KID, k.Algorithm, k.Sealed, ms(k.CreatedAt), ms(k.ActivatesAt), k.Algorithm)
 }
 
 // ListSigningKeys implements tokens.KeyStore.

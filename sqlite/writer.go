@@ -58,6 +58,23 @@ func (d *DB) do(ctx context.Context, fn func(ctx context.Context, tx *wtx) error
 	return d.submit(&writeOp{ctx: ctx, fn: fn, done: make(chan error, 1)})
 }
 
+// insertOne runs one INSERT in the writer's next transaction, which no
+// other writer (another process's included) interleaves with, and reports
+// whether it wrote a row: the store's "add unless there already is one".
+func (d *DB) insertOne(ctx context.Context, query string, args ...any) (bool, error) {
+	var added bool
+	err := d.do(ctx, func(ctx context.Context, tx *wtx) error {
+		res, err := tx.ExecContext(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		added = n == 1
+		return err
+	})
+	return added, err
+}
+
 // doLazy is do for an fn that reads, then writes one statement, or calls
 // tx.savepoint before it writes more: a refresh, which then costs two
 // statements fewer.
