@@ -570,18 +570,18 @@ func TestCancelledCallerKeepsTheSuccessor(t *testing.T) {
 	}
 }
 
-// TestLogoutDuringLogin: Logout while a login is under way revokes the
-// family that login started, and its waiters get an error, not its token.
-func TestLogoutDuringLogin(t *testing.T) {
-	k := startKeygate(t)
-	c := newClient(t, k, client.Config{})
+// logoutOvertaking calls c.Token, holds the request it makes to path
+// until c.Logout has returned, then lets it reach keygate as sent, and
+// returns what Token returned.
+func logoutOvertaking(t *testing.T, k *keygate, c *client.Client, path string) error {
+	t.Helper()
 	arrived, release := make(chan struct{}), make(chan struct{})
 	k.setFault(func(w http.ResponseWriter, r *http.Request, next http.Handler) bool {
-		if r.URL.Path != "/api/v1/auth/login" {
+		if r.URL.Path != path {
 			return false
 		}
 		close(arrived)
-		<-release
+		<-release // Logout has revoked the family meanwhile
 		rec := &recorder{ResponseWriter: w}
 		next.ServeHTTP(rec, r)
 		k.record(r, rec.body.Bytes())
@@ -598,7 +598,15 @@ func TestLogoutDuringLogin(t *testing.T) {
 	}
 	k.setFault(nil)
 	close(release)
-	if err := <-errc; !errors.Is(err, client.ErrLoggedOut) {
+	return <-errc
+}
+
+// TestLogoutDuringLogin: Logout while a login is under way revokes the
+// family that login started, and its waiters get an error, not its token.
+func TestLogoutDuringLogin(t *testing.T) {
+	k := startKeygate(t)
+	c := newClient(t, k, client.Config{})
+	if err := logoutOvertaking(t, k, c, "/api/v1/auth/login"); !errors.Is(err, client.ErrLoggedOut) {
 		t.Fatalf("Token overtaken by Logout: %v, want ErrLoggedOut", err)
 	}
 	issued := k.tokens()
@@ -621,31 +629,8 @@ func TestLogoutDuringRefresh(t *testing.T) {
 	clk := &offsetClock{}
 	c := newClient(t, k, client.Config{Now: clk.Now})
 	mustToken(t, c)
-	arrived, release := make(chan struct{}), make(chan struct{})
-	k.setFault(func(w http.ResponseWriter, r *http.Request, next http.Handler) bool {
-		if r.URL.Path != "/api/v1/auth/refresh" {
-			return false
-		}
-		close(arrived)
-		<-release // Logout has revoked the family meanwhile
-		rec := &recorder{ResponseWriter: w}
-		next.ServeHTTP(rec, r)
-		k.record(r, rec.body.Bytes())
-		return true
-	})
 	clk.Advance(16 * time.Minute) // expired: the caller waits for the refresh
-	errc := make(chan error, 1)
-	go func() {
-		_, err := c.Token(context.Background())
-		errc <- err
-	}()
-	<-arrived
-	if err := c.Logout(context.Background()); err != nil {
-		t.Fatalf("Logout: %v", err)
-	}
-	k.setFault(nil)
-	close(release)
-	if err := <-errc; !errors.Is(err, client.ErrLoggedOut) {
+	if err := logoutOvertaking(t, k, c, "/api/v1/auth/refresh"); !errors.Is(err, client.ErrLoggedOut) {
 		t.Fatalf("Token overtaken by Logout: %v, want ErrLoggedOut", err)
 	}
 	if n := k.logins(); n != 1 {
