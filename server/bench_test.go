@@ -91,17 +91,22 @@ func BenchmarkRefresh(b *testing.B) {
 			rt := e.login(apiKey).RefreshToken
 			done := cpuPerOp(b)
 			for b.Loop() {
-				req := httptest.NewRequest(http.MethodPost, "/api/v1/auth/refresh", strings.NewReader(refreshBody(rt)))
-				req.Header.Set("Content-Type", "application/json")
-				rec := serveBench(b, e, req)
-				if rec.Code != http.StatusOK {
-					b.Fatalf("refresh: %d %s", rec.Code, rec.Body)
-				}
-				rt = decodeInto[tokenPair](b, rec).RefreshToken
+				rt = refreshBench(b, e, rt)
 			}
 			done()
 		})
 	}
+}
+
+// refreshBench refreshes rt through the handler and returns its successor.
+func refreshBench(b *testing.B, e *env, rt string) string {
+	req := httptest.NewRequest(http.MethodPost, "/api/v1/auth/refresh", strings.NewReader(refreshBody(rt)))
+	req.Header.Set("Content-Type", "application/json")
+	rec := serveBench(b, e, req)
+	if rec.Code != http.StatusOK {
+		b.Fatalf("refresh: %d %s", rec.Code, rec.Body)
+	}
+	return decodeInto[tokenPair](b, rec).RefreshToken
 }
 
 // BenchmarkRefreshParallel refreshes from many goroutines at once, each its
@@ -113,13 +118,7 @@ func BenchmarkRefreshParallel(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		rt := e.login(apiKey).RefreshToken
 		for pb.Next() {
-			req := httptest.NewRequest(http.MethodPost, "/api/v1/auth/refresh", strings.NewReader(refreshBody(rt)))
-			req.Header.Set("Content-Type", "application/json")
-			rec := serveBench(b, e, req)
-			if rec.Code != http.StatusOK {
-				b.Fatalf("refresh: %d %s", rec.Code, rec.Body)
-			}
-			rt = decodeInto[tokenPair](b, rec).RefreshToken
+			rt = refreshBench(b, e, rt)
 		}
 	})
 }
