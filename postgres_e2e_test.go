@@ -334,19 +334,7 @@ func startTogether(t *testing.T, env []string, n int, meanwhile func()) []*e2eSe
 			t.Fatal(err)
 		}
 		servers[i], addrs[i] = s, make(chan string, 1)
-		t.Cleanup(func() {
-			if cmd.Process == nil {
-				return
-			}
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-s.exited:
-			case <-time.After(20 * time.Second):
-				_ = cmd.Process.Kill()
-				<-s.exited
-				t.Errorf("keygate serve did not stop on SIGTERM within 20s")
-			}
-		})
+		t.Cleanup(func() { s.terminate(t) })
 		scan[i] = func() {
 			sc := bufio.NewScanner(stderr)
 			sc.Buffer(make([]byte, 64<<10), 4<<20)

@@ -86,21 +86,7 @@ func startServer(t *testing.T, dir string, env []string, args ...string) *e2eSer
 		s.waitErr = cmd.Wait()
 		close(s.exited)
 	}()
-	t.Cleanup(func() {
-		select {
-		case <-s.exited:
-			return
-		default:
-		}
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-s.exited:
-		case <-time.After(20 * time.Second):
-			_ = cmd.Process.Kill()
-			<-s.exited
-			t.Errorf("keygate serve did not stop on SIGTERM within 20s")
-		}
-	})
+	t.Cleanup(func() { s.terminate(t) })
 
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
@@ -144,6 +130,27 @@ func (s *e2eServer) signal(t *testing.T, sig os.Signal) int {
 		t.Fatalf("keygate serve still running 20s after %v\n%s", sig, s.Logs())
 	}
 	return s.cmd.ProcessState.ExitCode()
+}
+
+// terminate stops a server still running when its test ends: SIGTERM,
+// then a kill (and a test error) if it has not exited 20 s later.
+func (s *e2eServer) terminate(t *testing.T) {
+	if s.cmd.Process == nil { // never started
+		return
+	}
+	select {
+	case <-s.exited:
+		return
+	default:
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.exited:
+	case <-time.After(20 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.exited
+		t.Errorf("keygate serve did not stop on SIGTERM within 20s")
+	}
 }
 
 // stop sends SIGTERM and requires a clean exit.
