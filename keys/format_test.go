@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"regexp"
 	"strings"
 	"testing"
@@ -98,6 +99,37 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 	got, err := keys.Decode(keys.Encode("pk_", zero).Reveal(), "pk_", 32)
 	if err != nil || !bytes.Equal(got, zero) {
 		t.Fatalf("zero payload: %x, %v", got, err)
+	}
+}
+
+// FuzzIDFromBytes holds IDFromBytes to what math/big makes of the bytes,
+// and IDBytes to undoing it.
+func FuzzIDFromBytes(f *testing.F) {
+	f.Add(bytes.Repeat([]byte{0}, 16))
+	f.Add(bytes.Repeat([]byte{0xff}, 16))
+	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 0x0b, 0xa5, 0xe8, 0x1c, 0x4b, 0x5a, 0x2f, 0x40, 0x00}) // 62^10*k-ish
+	f.Add([]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) != 16 {
+			return
+		}
+		want := "key_" + fmt.Sprintf("%022s", new(big.Int).SetBytes(b).Text(62))
+		got := keys.IDFromBytes("key_", b)
+		if got != want {
+			t.Fatalf("IDFromBytes(%x) = %q, want %q", b, got, want)
+		}
+		back, ok := keys.IDBytes("key_", got)
+		if !ok || !bytes.Equal(back, b) {
+			t.Fatalf("IDBytes(%q) = %x, %v; want %x", got, back, ok, b)
+		}
+	})
+}
+
+func BenchmarkIDFromBytes(b *testing.B) {
+	raw, _ := keys.IDBytes("key_", keys.NewID("key_"))
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = keys.IDFromBytes("key_", raw)
 	}
 }
 
