@@ -18,7 +18,7 @@ import (
 // (BENCHMARKS.md).
 //
 // From about 21 MiB live (100,000 keys in use fill the key cache with about
-// 45 MiB) the goal is one and a half times the live heap, not Go's twice:
+// 16 MiB) the goal is one and a half times the live heap, not Go's twice:
 // the process's peak memory is its heap goal, and a cache that large is
 // most of the live heap but none of the garbage, so the extra collections
 // cost little (BENCHMARKS.md).

@@ -9,7 +9,7 @@ func SetKeyCacheSize(s *Service, n int) { s.cache.max = n }
 func CachedKeys(s *Service) int {
 	s.cache.mu.RLock()
 	defer s.cache.mu.RUnlock()
-	return len(s.cache.byID)
+	return s.cache.table.len()
 }
 
 // KeyCheckInterval is how stale another process's change may be.

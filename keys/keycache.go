@@ -91,9 +91,8 @@ type keyCache struct {
 	strict bool  // logins wait for an epoch read of their own (a ChangeFeed store)
 	ttl    int64 // keyTTL or localKeyTTL, in nanoseconds
 
-	mu       sync.RWMutex
-	byDigest map[Digest]*cachedKey
-	byID     map[string]*cachedKey
+	mu    sync.RWMutex
+	table *keyTable // by digest for logins, by key id for token checks
 	// gen moves with every invalidation: a miss keeps what it read only if
 	// no invalidation happened while it was reading.
 	gen uint64
@@ -105,12 +104,6 @@ type keyCache struct {
 	checkedAt atomic.Int64 // UnixNano of the last good check's start; 0: never
 	epoch     int64        // the store's key epoch then (under mu)
 	haveEpoch bool
-}
-
-// cachedKey is a resolved key and when its read started (UnixNano).
-type cachedKey struct {
-	ResolvedKey
-	at int64
 }
 
 // epochCheck is one read of the store's key epoch, which any number of
@@ -127,7 +120,7 @@ func newKeyCache(store Store, now func() time.Time) *keyCache {
 	if shared {
 		ttl = keyTTL
 	}
-	return &keyCache{store: store, now: now, max: maxCachedKeys, strict: shared, ttl: int64(ttl), byDigest: map[Digest]*cachedKey{}, byID: map[string]*cachedKey{}}
+	return &keyCache{store: store, now: now, max: maxCachedKeys, strict: shared, ttl: int64(ttl), table: newKeyTable()}
 }
 
 // fresh makes sure no other process has changed keys since the cache was
@@ -226,12 +219,6 @@ func (c *keyCache) recent(now time.Time) bool {
 	return at != 0 && now.UnixNano()-at < int64(keyCheckInterval)
 }
 
-// live reports whether a cached entry read at at (UnixNano) may still be
-// used at now.
-func (c *keyCache) live(e *cachedKey, ok bool, now int64) bool {
-	return ok && now-e.at < c.ttl
-}
-
 // byKeyDigest returns the resolved key with that digest, reading it from
 // the store on a miss. On a store replicas share it answers only after an
 // epoch read that started after it was called (checked), so that a key
@@ -251,7 +238,7 @@ func (c *keyCache) byKeyDigest(ctx context.Context, d Digest) (ResolvedKey, erro
 	if err != nil {
 		return ResolvedKey{}, err
 	}
-	return lookup(ctx, c, &c.byDigest, d, t, c.store.ResolveKey)
+	return lookup(ctx, c, d, t, (*keyTable).digest, c.store.ResolveKey)
 }
 
 // cachedActive reports whether the cache holds d as an active key, without
@@ -259,9 +246,9 @@ func (c *keyCache) byKeyDigest(ctx context.Context, d Digest) (ResolvedKey, erro
 // that would otherwise be refused, never a reason to refuse one.
 func (c *keyCache) cachedActive(d Digest, now time.Time) bool {
 	c.mu.RLock()
-	e, ok := c.byDigest[d]
+	r, _, ok := c.table.digest(d)
 	c.mu.RUnlock()
-	return ok && e.usable(now)
+	return ok && r.usable(now)
 }
 
 // byKeyID is byKeyDigest by key id, for token checks: it compares the
@@ -271,19 +258,19 @@ func (c *keyCache) byKeyID(ctx context.Context, id string) (ResolvedKey, error) 
 	if err := c.fresh(ctx, t); err != nil {
 		return ResolvedKey{}, err
 	}
-	return lookup(ctx, c, &c.byID, id, t, c.store.ResolveKeyID)
+	return lookup(ctx, c, id, t, (*keyTable).id, c.store.ResolveKeyID)
 }
 
-// lookup returns the entry under k in index (c.byDigest or c.byID) if it
-// is still live at t, or reads the key from the store and remembers it.
-func lookup[K comparable](ctx context.Context, c *keyCache, index *map[K]*cachedKey, k K, t time.Time, read func(context.Context, K) (ResolvedKey, error)) (ResolvedKey, error) {
+// lookup returns the key find finds under k if it was read less than the
+// cache's TTL before t, or reads it from the store and remembers it.
+func lookup[K any](ctx context.Context, c *keyCache, k K, t time.Time, find func(*keyTable, K) (ResolvedKey, int64, bool), read func(context.Context, K) (ResolvedKey, error)) (ResolvedKey, error) {
 	now := t.UnixNano()
 	c.mu.RLock()
-	e, ok := (*index)[k] // clear replaces the maps, under mu
+	r, at, ok := find(c.table, k)
 	gen := c.gen
 	c.mu.RUnlock()
-	if c.live(e, ok, now) {
-		return e.ResolvedKey, nil
+	if ok && now-at < c.ttl {
+		return r, nil
 	}
 	r, err := read(ctx, k)
 	if err != nil {
@@ -298,21 +285,9 @@ func lookup[K comparable](ctx context.Context, c *keyCache, index *map[K]*cached
 func (c *keyCache) put(r ResolvedKey, gen uint64, at int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if gen != c.gen {
-		return
+	if gen == c.gen {
+		c.table.put(r, at, c.max)
 	}
-	if old, ok := c.byID[r.Principal.KeyID]; ok {
-		delete(c.byDigest, old.Digest)
-	} else if len(c.byID) >= c.max {
-		for id, old := range c.byID { // Go starts each range at a random place
-			delete(c.byID, id)
-			delete(c.byDigest, old.Digest)
-			break
-		}
-	}
-	e := &cachedKey{ResolvedKey: r, at: at}
-	c.byID[r.Principal.KeyID] = e
-	c.byDigest[r.Digest] = e
 }
 
 // invalidate forgets everything; call it once a change has committed.
@@ -325,9 +300,8 @@ func (c *keyCache) invalidate() {
 // clear forgets everything; the caller holds mu.
 func (c *keyCache) clear() {
 	c.gen++
-	if len(c.byID) > 0 {
-		c.byDigest = map[Digest]*cachedKey{}
-		c.byID = map[string]*cachedKey{}
+	if c.table.len() > 0 || len(c.table.partners) > 0 {
+		c.table = newKeyTable()
 	}
 }
 
