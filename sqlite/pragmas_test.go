@@ -26,7 +26,7 @@ func TestConnectionSettings(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { db.Close() })
-			writer, reader, err := db.Pragmas(t.Context(), "synchronous", "journal_mode", "foreign_keys", "busy_timeout", "query_only")
+			writer, reader, err := db.Pragmas(t.Context(), "synchronous", "journal_mode", "foreign_keys", "busy_timeout", "query_only", "cache_size")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -41,6 +41,9 @@ func TestConnectionSettings(t *testing.T) {
 			}
 			if writer["query_only"] != "0" || reader["query_only"] != "1" {
 				t.Errorf("query_only: writer %q, reader %q; want 0 and 1", writer["query_only"], reader["query_only"])
+			}
+			if writer["cache_size"] != "-2000" || reader["cache_size"] != "-512" {
+				t.Errorf("cache_size: writer %q, reader %q; want -2000 (SQLite's default) and -512", writer["cache_size"], reader["cache_size"])
 			}
 		})
 	}
