@@ -36,7 +36,7 @@ type Recorder struct {
 
 	mu       sync.Mutex
 	used     map[string]time.Time // last use not yet written, per key
-	written  map[string]time.Time // last use written, per key
+	written  map[string]int64     // last use written, per key (UnixNano: a third smaller than time.Time)
 	events   []AuditEvent
 	failures map[failureKey]*failureCount
 	dropped  int
@@ -86,7 +86,7 @@ func NewRecorder(store Store, interval time.Duration, now func() time.Time, log 
 		interval: interval,
 		now:      now,
 		used:     make(map[string]time.Time),
-		written:  make(map[string]time.Time),
+		written:  make(map[string]int64),
 		failures: make(map[failureKey]*failureCount),
 		kick:     make(chan struct{}, 1),
 	}
@@ -208,7 +208,7 @@ func (r *Recorder) flush(ctx context.Context, all bool) {
 	events, dropped := append(r.events, r.failureEvents(all)...), r.dropped
 	used := make(map[string]time.Time)
 	for id, at := range r.used {
-		if all || at.Sub(r.written[id]) >= usageResolution {
+		if all || at.UnixNano()-r.written[id] >= int64(usageResolution) {
 			used[id] = at
 			delete(r.used, id)
 		}
@@ -227,10 +227,10 @@ func (r *Recorder) flush(ctx context.Context, all bool) {
 	if err == nil {
 		r.mu.Lock()
 		if len(r.written)+len(used) > maxWrittenKeys {
-			r.written = make(map[string]time.Time)
+			r.written = make(map[string]int64)
 		}
 		for id, at := range used {
-			r.written[id] = at
+			r.written[id] = at.UnixNano()
 		}
 		r.mu.Unlock()
 		return
