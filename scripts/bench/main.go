@@ -83,6 +83,7 @@ func run(args []string) error {
 	profile := fs.String("floor-cpuprofile", "", "write a CPU profile of the floor's whole run to this file")
 	kgProfile := fs.String("keygate-cpuprofile", "", "write a CPU profile of keygate during one phase (-profile-phase) to this file")
 	profilePhase := fs.String("profile-phase", "refresh", "the phase -keygate-cpuprofile covers: login, refresh or me")
+	heapProfile := fs.String("keygate-heapprofile", "", "write keygate's heap profile, after a collection, to this file once the phases have run; and its memory map summary (smaps_rollup) beside it, with .smaps")
 	seedKeys := fs.Int("seed-keys", 0, "extra partner keys written straight into keygate's database before it starts (scale test)")
 	storeName := fs.String("store", "sqlite", "sqlite, or postgres: also keygate on PostgreSQL, one replica and two")
 	pgURL := fs.String("pg-url", "", "-store postgres: the cluster's URL (scripts/bench.sh starts one)")
@@ -96,8 +97,8 @@ func run(args []string) error {
 	if !slices.Contains([]string{"on", "off", "both"}, *metricsMode) {
 		return fmt.Errorf("-metrics: want on, off or both, got %q", *metricsMode)
 	}
-	if *kgProfile != "" && *metricsMode == "off" {
-		return fmt.Errorf("-keygate-cpuprofile needs keygate's admin listener: not with -metrics off")
+	if (*kgProfile != "" || *heapProfile != "") && *metricsMode == "off" {
+		return fmt.Errorf("-keygate-cpuprofile and -keygate-heapprofile need keygate's admin listener: not with -metrics off")
 	}
 	if *rounds < 1 {
 		return fmt.Errorf("-rounds: want at least 1")
@@ -276,6 +277,11 @@ func run(args []string) error {
 		table.Write(cost.Bytes())
 	}
 	table.WriteString(storage)
+	if *heapProfile != "" {
+		if err := fetchHeapProfile(kg, *heapProfile); err != nil {
+			return fmt.Errorf("keygate's heap profile: %w", err)
+		}
+	}
 	fmt.Print(table.String())
 	if *out != "" {
 		return os.WriteFile(*out, table.Bytes(), 0o644)

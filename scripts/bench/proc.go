@@ -67,8 +67,27 @@ func phaseLength(n, rounds int, d time.Duration) time.Duration {
 // default server.write_timeout (15 s), which pprof honours.
 func fetchProfile(t *target, path string, d time.Duration) error {
 	d = min(d, 14*time.Second)
-	c := &http.Client{Timeout: d + 30*time.Second}
-	resp, err := c.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", t.admin, int(d.Seconds())))
+	return download(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", t.admin, int(d.Seconds())), path, d+30*time.Second)
+}
+
+// fetchHeapProfile writes t's heap profile, taken after a collection, to
+// path, and its /proc/PID/smaps_rollup to path+".smaps": what of its RSS is
+// heap and what is mapped files (the binary, SQLite's database).
+func fetchHeapProfile(t *target, path string) error {
+	if err := download(t.admin+"/debug/pprof/heap?gc=1", path, time.Minute); err != nil {
+		return err
+	}
+	rollup, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", t.cmd.Process.Pid))
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path+".smaps", rollup, 0o644)
+}
+
+// download writes the body of a GET of url to path.
+func download(url, path string, timeout time.Duration) error {
+	c := &http.Client{Timeout: timeout}
+	resp, err := c.Get(url)
 	if err != nil {
 		return err
 	}
