@@ -3,6 +3,7 @@ package tokens
 import (
 	"context"
 	"errors"
+	"time"
 
 	"keygate/keys"
 )
@@ -86,7 +87,9 @@ func (s *Service) rotate(ctx context.Context, rt RefreshToken, addr string, h ho
 	gen := t.gen
 	var out Family
 	var retry bool
+	var access <-chan signed // the access token of the last decision's successor
 	err := s.store.UpdateFamily(ctx, t.family(), seed, func(f *Family) (Change, error) {
+		access = nil
 		f.settle()
 		now := s.now()
 		switch {
@@ -111,6 +114,7 @@ func (s *Service) rotate(ctx context.Context, rt RefreshToken, addr string, h ho
 			f.RotatedAt = now
 			f.ExpiresAt = capAt(s.expiry(f.CreatedAt, now), f.KeyExpiresAt)
 			out = *f
+			access = s.signAhead(out, h)
 			return Change{Write: true}, nil
 		case gen == f.Generation-1 && s.cfg.ReuseGrace > 0 && now.Sub(f.RotatedAt) <= s.cfg.ReuseGrace:
 			if !now.Before(f.ParentExpiresAt) || !now.Before(f.ExpiresAt) {
@@ -120,6 +124,7 @@ func (s *Service) rotate(ctx context.Context, rt RefreshToken, addr string, h ho
 				return Change{}, err
 			}
 			out, retry = *f, true
+			access = s.signAhead(out, h)
 			return Change{}, nil
 		case gen < f.Generation:
 			f.RevokedAt, f.RevokeReason = &now, "reuse"
@@ -142,17 +147,42 @@ func (s *Service) rotate(ctx context.Context, rt RefreshToken, addr string, h ho
 	default:
 		return Pair{}, err
 	}
-	p := out.Principal
-	p.KeyScopes, p.KeyExpiresAt = out.KeyScopes, out.KeyExpiresAt
-	p.Scopes, _ = h.scope.Grant(out.Scope.Narrow(out.held())) // decide has checked it
-	jwt, exp, err := s.jwt.Sign(p, out.ID, s.now())
-	if err != nil {
-		return Pair{}, err
+	if access == nil { // every decision that returns nil signs ahead
+		return Pair{}, errors.New("tokens: the store committed a rotation without its decision")
+	}
+	a := <-access
+	if a.err != nil {
+		return Pair{}, a.err
 	}
 	return Pair{
-		Principal: p, GraceRetry: retry, JWT: keys.Secret(jwt), ExpiresAt: exp,
+		Principal: a.principal, GraceRetry: retry, JWT: keys.Secret(a.jwt), ExpiresAt: a.expires,
 		RefreshToken: s.token(t.familyID, out.Generation), RefreshTokenExpiration: out.ExpiresAt,
 	}, nil
+}
+
+// signed is an access token signed ahead, for the principal it names.
+type signed struct {
+	principal keys.Principal
+	jwt       string
+	expires   time.Time
+	err       error
+}
+
+// signAhead signs the access token of f's successor, as h may hold it, on
+// a goroutine of its own and returns where it will be: the signature, most
+// of a refresh's CPU, is made while the rotation commits (an fsync, on
+// SQLite), not after it. A token whose rotation does not commit is never
+// sent.
+func (s *Service) signAhead(f Family, h holder) <-chan signed {
+	c := make(chan signed, 1)
+	go func() {
+		p := f.Principal
+		p.KeyScopes, p.KeyExpiresAt = f.KeyScopes, f.KeyExpiresAt
+		p.Scopes, _ = h.scope.Grant(f.Scope.Narrow(f.held())) // decide has checked it
+		jwt, exp, err := s.jwt.Sign(p, f.ID, s.now())
+		c <- signed{principal: p, jwt: jwt, expires: exp, err: err}
+	}()
+	return c
 }
 
 // OutcomeRevoked is the audit outcome of a family killed on reuse.

@@ -644,3 +644,52 @@ func TestReplayOfAnExpiredAncestorIsReuse(t *testing.T) {
 		})
 	}
 }
+
+// rerunStore runs each decision twice, first on a family as a lost race
+// might have read it (another principal), then on the row, as PostgreSQL
+// runs a transaction again; with fail set, it reports that the write did
+// not commit after deciding.
+type rerunStore struct {
+	tokens.FamilyStore
+	fail error
+}
+
+func (s rerunStore) UpdateFamily(ctx context.Context, id string, seed *tokens.Family, decide func(f *tokens.Family) (tokens.Change, error)) error {
+	err := s.FamilyStore.UpdateFamily(ctx, id, seed, func(f *tokens.Family) (tokens.Change, error) {
+		stale := *f
+		stale.Principal.ID = "par_stale"
+		decide(&stale)
+		return decide(f)
+	})
+	if err == nil && s.fail != nil {
+		return s.fail
+	}
+	return err
+}
+
+// TestRefreshSendsOnlyWhatCommitted: the access token is signed while the
+// rotation commits (signAhead), so it must be the last decision's, and a
+// rotation that does not commit returns no tokens at all.
+func TestRefreshSendsOnlyWhatCommitted(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	p := e.newPartner(t, "Acme")
+	svc := tokens.NewService(e.keys, rerunStore{FamilyStore: e.db}, e.jwt, e.refreshKey, e.cfg.refresh, e.clock.Now)
+	pair, err := svc.Refresh(ctx, e.login(t, p).RefreshToken.Reveal(), testAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims, err := e.jwt.Verify(pair.JWT.Reveal())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if claims.Subject != p.ID || pair.Principal.ID != p.ID {
+		t.Errorf("access token for %q (pair says %q), want %q: not the last decision's", claims.Subject, pair.Principal.ID, p.ID)
+	}
+	lost := errors.New("commit lost")
+	svc = tokens.NewService(e.keys, rerunStore{FamilyStore: e.db, fail: lost}, e.jwt, e.refreshKey, e.cfg.refresh, e.clock.Now)
+	got, err := svc.Refresh(ctx, pair.RefreshToken.Reveal(), testAddr)
+	if !errors.Is(err, lost) || got.JWT != "" || got.RefreshToken != "" {
+		t.Errorf("Refresh whose write did not commit = %+v, %v; want no tokens and %v", got, err, lost)
+	}
+}
