@@ -114,7 +114,7 @@ func (s *Service) rotate(ctx context.Context, rt RefreshToken, addr string, h ho
 			f.RotatedAt = now
 			f.ExpiresAt = capAt(s.expiry(f.CreatedAt, now), f.KeyExpiresAt)
 			out = *f
-			access = s.signAhead(out, h)
+			access = s.signAhead(out, h, t.familyID)
 			return Change{Write: true}, nil
 		case gen == f.Generation-1 && s.cfg.ReuseGrace > 0 && now.Sub(f.RotatedAt) <= s.cfg.ReuseGrace:
 			if !now.Before(f.ParentExpiresAt) || !now.Before(f.ExpiresAt) {
@@ -124,7 +124,7 @@ func (s *Service) rotate(ctx context.Context, rt RefreshToken, addr string, h ho
 				return Change{}, err
 			}
 			out, retry = *f, true
-			access = s.signAhead(out, h)
+			access = s.signAhead(out, h, t.familyID)
 			return Change{}, nil
 		case gen < f.Generation:
 			f.RevokedAt, f.RevokeReason = &now, "reuse"
@@ -156,31 +156,34 @@ func (s *Service) rotate(ctx context.Context, rt RefreshToken, addr string, h ho
 	}
 	return Pair{
 		Principal: a.principal, GraceRetry: retry, JWT: keys.Secret(a.jwt), ExpiresAt: a.expires,
-		RefreshToken: s.token(t.familyID, out.Generation), RefreshTokenExpiration: out.ExpiresAt,
+		RefreshToken: a.refresh, RefreshTokenExpiration: out.ExpiresAt,
 	}, nil
 }
 
-// signed is an access token signed ahead, for the principal it names.
+// signed is the tokens of a rotation made ahead: the access token, for
+// the principal it names, and the successor refresh token.
 type signed struct {
 	principal keys.Principal
 	jwt       string
 	expires   time.Time
+	refresh   keys.Secret
 	err       error
 }
 
-// signAhead signs the access token of f's successor, as h may hold it, on
-// a goroutine of its own and returns where it will be: the signature, most
+// signAhead makes the tokens of f's successor generation, the access
+// token as h may hold it and the refresh token of family familyID, on a
+// goroutine of its own and returns where they will be: the signature, most
 // of a refresh's CPU, is made while the rotation commits (an fsync, on
-// SQLite), not after it. A token whose rotation does not commit is never
+// SQLite), not after it. Tokens whose rotation does not commit are never
 // sent.
-func (s *Service) signAhead(f Family, h holder) <-chan signed {
+func (s *Service) signAhead(f Family, h holder, familyID []byte) <-chan signed {
 	c := make(chan signed, 1)
 	go func() {
 		p := f.Principal
 		p.KeyScopes, p.KeyExpiresAt = f.KeyScopes, f.KeyExpiresAt
 		p.Scopes, _ = h.scope.Grant(f.Scope.Narrow(f.held())) // decide has checked it
 		jwt, exp, err := s.jwt.Sign(p, f.ID, s.now())
-		c <- signed{principal: p, jwt: jwt, expires: exp, err: err}
+		c <- signed{principal: p, jwt: jwt, expires: exp, refresh: s.token(familyID, f.Generation), err: err}
 	}()
 	return c
 }
