@@ -9,7 +9,7 @@ import (
 )
 
 // keyTable holds the key cache's resolved keys compactly: 100,000 keys in
-// use take about 17 MiB, where ResolvedKey values in two maps, with the
+// use take about 17 MB, where ResolvedKey values in two maps, with the
 // strings read from SQLite, took about 450 bytes a key (BENCHMARKS.md).
 // Each key is one fixed-size record in chunks of records, its ids as their
 // 16 bytes, its partner's id and scopes shared by the partner's keys; the
