@@ -36,7 +36,7 @@ type Recorder struct {
 
 	mu       sync.Mutex
 	used     map[string]time.Time // last use not yet written, per key
-	written  map[string]int64     // last use written, per key (UnixNano: a third smaller than time.Time)
+	written  map[string]int64     // last use written, per key, UnixNano (8 bytes to a time.Time's 24)
 	events   []AuditEvent
 	failures map[failureKey]*failureCount
 	dropped  int

@@ -87,7 +87,7 @@ func (s *Service) rotate(ctx context.Context, rt RefreshToken, addr string, h ho
 	gen := t.gen
 	var out Family
 	var retry bool
-	var access <-chan signed // the access token of the last decision's successor
+	var access <-chan signed // the tokens of the last decision's successor, made ahead
 	err := s.store.UpdateFamily(ctx, t.family(), seed, func(f *Family) (Change, error) {
 		access = nil
 		f.settle()
