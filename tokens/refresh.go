@@ -3,7 +3,6 @@ package tokens
 import (
 	"context"
 	"errors"
-	"time"
 
 	"keygate/keys"
 )
@@ -85,9 +84,7 @@ func (s *Service) rotate(ctx context.Context, rt RefreshToken, addr string, h ho
 		seed = t.seed()
 	}
 	gen := t.gen
-	var out Family
-	var retry bool
-	var access <-chan signed // the tokens of the last decision's successor, made ahead
+	var access <-chan signed // the last decision's tokens, made ahead
 	err := s.store.UpdateFamily(ctx, t.family(), seed, func(f *Family) (Change, error) {
 		access = nil
 		f.settle()
@@ -113,8 +110,7 @@ func (s *Service) rotate(ctx context.Context, rt RefreshToken, addr string, h ho
 			f.Generation++
 			f.RotatedAt = now
 			f.ExpiresAt = capAt(s.expiry(f.CreatedAt, now), f.KeyExpiresAt)
-			out = *f
-			access = s.signAhead(out, h, t.familyID)
+			access = s.signAhead(*f, h, t.familyID, false)
 			return Change{Write: true}, nil
 		case gen == f.Generation-1 && s.cfg.ReuseGrace > 0 && now.Sub(f.RotatedAt) <= s.cfg.ReuseGrace:
 			if !now.Before(f.ParentExpiresAt) || !now.Before(f.ExpiresAt) {
@@ -123,8 +119,7 @@ func (s *Service) rotate(ctx context.Context, rt RefreshToken, addr string, h ho
 			if _, err := h.scope.Grant(f.Scope.Narrow(f.held())); err != nil {
 				return Change{}, err
 			}
-			out, retry = *f, true
-			access = s.signAhead(out, h, t.familyID)
+			access = s.signAhead(*f, h, t.familyID, true)
 			return Change{}, nil
 		case gen < f.Generation:
 			f.RevokedAt, f.RevokeReason = &now, "reuse"
@@ -151,39 +146,37 @@ func (s *Service) rotate(ctx context.Context, rt RefreshToken, addr string, h ho
 		return Pair{}, errors.New("tokens: the store committed a rotation without its decision")
 	}
 	a := <-access
-	if a.err != nil {
-		return Pair{}, a.err
-	}
-	return Pair{
-		Principal: a.principal, GraceRetry: retry, JWT: keys.Secret(a.jwt), ExpiresAt: a.expires,
-		RefreshToken: a.refresh, RefreshTokenExpiration: out.ExpiresAt,
-	}, nil
+	return a.pair, a.err
 }
 
-// signed is the tokens of a rotation made ahead: the access token, for
-// the principal it names, and the successor refresh token.
+// signed is a rotation's answer, made ahead.
 type signed struct {
-	principal keys.Principal
-	jwt       string
-	expires   time.Time
-	refresh   keys.Secret
-	err       error
+	pair Pair
+	err  error
 }
 
-// signAhead makes the tokens of f's successor generation, the access
-// token as h may hold it and the refresh token of family familyID, on a
-// goroutine of its own and returns where they will be: the signature, most
-// of a refresh's CPU, is made while the rotation commits (an fsync, on
-// SQLite), not after it. Tokens whose rotation does not commit are never
-// sent.
-func (s *Service) signAhead(f Family, h holder, familyID []byte) <-chan signed {
+// signAhead makes the answer of a decision that f, at its successor
+// generation, is what h gets (retry: again, within the grace window): the
+// access token as h may hold it and the refresh token of family familyID,
+// on a goroutine of its own. It returns where the answer will be: the
+// signature, most of a refresh's CPU, is made while the rotation commits
+// (an fsync, on SQLite), not after it. Tokens whose rotation does not
+// commit are never sent.
+func (s *Service) signAhead(f Family, h holder, familyID []byte, retry bool) <-chan signed {
 	c := make(chan signed, 1)
 	go func() {
 		p := f.Principal
 		p.KeyScopes, p.KeyExpiresAt = f.KeyScopes, f.KeyExpiresAt
 		p.Scopes, _ = h.scope.Grant(f.Scope.Narrow(f.held())) // decide has checked it
 		jwt, exp, err := s.jwt.Sign(p, f.ID, s.now())
-		c <- signed{principal: p, jwt: jwt, expires: exp, refresh: s.token(familyID, f.Generation), err: err}
+		if err != nil {
+			c <- signed{err: err}
+			return
+		}
+		c <- signed{pair: Pair{
+			Principal: p, GraceRetry: retry, JWT: keys.Secret(jwt), ExpiresAt: exp,
+			RefreshToken: s.token(familyID, f.Generation), RefreshTokenExpiration: f.ExpiresAt,
+		}}
 	}()
 	return c
 }
