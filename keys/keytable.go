@@ -83,10 +83,13 @@ func (t *keyTable) recordIDHash(rec *record) uint64 {
 // digest returns the key with digest d and when it was read.
 func (t *keyTable) digest(d Digest) (ResolvedKey, int64, bool) {
 	i, ok := t.byDigest[digestKey(d)]
-	if !ok || t.record(i).digest != d {
+	if !ok {
 		return ResolvedKey{}, 0, false
 	}
 	rec := t.record(i)
+	if rec.digest != d {
+		return ResolvedKey{}, 0, false
+	}
 	return t.expand(rec, t.partners[rec.partner], ""), rec.at, true
 }
 
