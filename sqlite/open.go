@@ -161,6 +161,13 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 // (BENCHMARKS.md).
 const readerCacheKiB = 512
 
+// writerStmtCache is how many statements the writer's connection keeps
+// prepared, by their text, for the writes that are not among its prepared
+// statements (writeStmts): the audit INSERTs (insertAudit) and the
+// last-use UPDATE of every login batch, and what changes run now and
+// then.
+const writerStmtCache = 32
+
 func dsn(path, synchronous string, readOnly bool) string {
 	q := url.Values{}
 	q.Set("_foreign_keys", "on")
@@ -168,6 +175,9 @@ func dsn(path, synchronous string, readOnly bool) string {
 	q.Set("_journal_mode", "WAL")
 	q.Set("_synchronous", strings.ToUpper(synchronous))
 	q.Set("_txlock", "immediate")
+	if !readOnly {
+		q.Set("_stmt_cache_size", strconv.Itoa(writerStmtCache))
+	}
 	if readOnly {
 		q.Set("_query_only", "on")
 		q.Set("_cache_size", strconv.Itoa(-readerCacheKiB))

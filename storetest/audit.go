@@ -143,13 +143,16 @@ func testDeleteAudit(t *testing.T, s store.Store) {
 }
 
 // testRecordUsageMany: a second's batch of logins is thousands of events;
-// every one is written, in order.
+// every one is written, in order, whatever the batch's size (1,000 and
+// then 127 events: a store writing them in chunks meets chunks of many
+// sizes).
 func testRecordUsageMany(t *testing.T, s store.Store) {
-	evs := make([]keys.AuditEvent, 1000)
+	evs := make([]keys.AuditEvent, 1127)
 	for i := range evs {
 		evs[i] = keys.AuditEvent{At: t0, ActorType: keys.ActorAnonymous, Action: "login", TargetType: "key", Target: "pk_" + strconv.Itoa(i), Addr: "192.0.2.1", Outcome: keys.OutcomeFailure}
 	}
-	must(t, "RecordUsage", s.RecordUsage(t.Context(), nil, evs))
+	must(t, "RecordUsage", s.RecordUsage(t.Context(), nil, evs[:1000]))
+	must(t, "RecordUsage", s.RecordUsage(t.Context(), nil, evs[1000:]))
 	got := auditSince(t, s, time.Time{})
 	if len(got) != len(evs) {
 		t.Fatalf("%d events read back, want %d", len(got), len(evs))
