@@ -200,8 +200,9 @@ func (g *Gateway) Handler() http.Handler { return g.Server.Handler() }
 
 // Run runs the background jobs until ctx ends: reloading the signing keys
 // (so that a rotation made with the CLI reaches this process), flushing the
-// batched login audit, and deleting dead refresh-token families. On its way
-// out it flushes the last audit batch.
+// batched login audit, following the key changes the store announces, and
+// deleting dead refresh-token families. On its way out it flushes the last
+// audit batch.
 func (g *Gateway) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Go(func() { g.Keyring.Run(ctx, g.cfg.Tokens.KeyReloadInterval) })

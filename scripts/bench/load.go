@@ -27,8 +27,8 @@ const settle = 1200 * time.Millisecond
 // warm-up needs beyond that: a login load uses every company's key once, so
 // that its keys are "in use" when measuring starts), then measures them in
 // rounds of interleaved slices adding up to d each; results are in the
-// order of targets.
-func compare(c *http.Client, targets []*target, conns, rounds int, d time.Duration, setup func(*http.Client, *target, int) (*load, error)) ([]result, error) {
+// order of targets. measuring, if set, is called as the rounds begin.
+func compare(c *http.Client, targets []*target, conns, rounds int, d time.Duration, setup func(*http.Client, *target, int) (*load, error), measuring func()) ([]result, error) {
 	loads := make([]*load, len(targets))
 	for i, t := range targets {
 		l, err := setup(c, t, conns)
@@ -43,6 +43,9 @@ func compare(c *http.Client, targets []*target, conns, rounds int, d time.Durati
 			l.run(d / 5)
 		}
 		l.reset()
+	}
+	if measuring != nil {
+		measuring()
 	}
 	for r := range rounds {
 		for i := range loads {

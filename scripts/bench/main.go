@@ -81,9 +81,10 @@ func run(args []string) error {
 	ncompanies := fs.Int("companies", 1000, "companies to seed through the API")
 	out := fs.String("out", "", "also write the table to this file")
 	profile := fs.String("floor-cpuprofile", "", "write a CPU profile of the floor's whole run to this file")
-	kgProfile := fs.String("keygate-cpuprofile", "", "write a CPU profile of keygate during one phase (-profile-phase) to this file")
+	kgProfile := fs.String("keygate-cpuprofile", "", "write a CPU profile of keygate (with -scale-companies, the scale test's) during one phase (-profile-phase) to this file")
 	profilePhase := fs.String("profile-phase", "refresh", "the phase -keygate-cpuprofile covers: login, refresh or me")
 	heapProfile := fs.String("keygate-heapprofile", "", "write keygate's heap profile, after a collection, to this file once the phases have run; and its memory map summary (smaps_rollup) beside it, with .smaps")
+	scaleCompanies := fs.Int("scale-companies", 0, "also run a second keygate seeded with this many companies, measured in the same turns as the first, and print its throughput over the first's (the scale test: noise-free, unlike two runs minutes apart)")
 	seedKeys := fs.Int("seed-keys", 0, "extra partner keys written straight into keygate's database before it starts (scale test)")
 	storeName := fs.String("store", "sqlite", "sqlite, or postgres: also keygate on PostgreSQL, one replica and two")
 	pgURL := fs.String("pg-url", "", "-store postgres: the cluster's URL (scripts/bench.sh starts one)")
@@ -179,8 +180,23 @@ func run(args []string) error {
 	default:
 		return fmt.Errorf("-store: want sqlite or postgres, got %q", *storeName)
 	}
-	for _, t := range targets {
-		if err := seed(client, t, *ncompanies, *conns); err != nil {
+	scaled := -1 // the index of the scale test's keygate in targets
+	if *scaleCompanies > 0 {
+		t, err := startKeygate(*keygateBin, filepath.Join(dir, "scale"), !off)
+		if err != nil {
+			return fmt.Errorf("starting keygate for the scale test: %w", err)
+		}
+		defer stop(t)
+		scaled = len(targets)
+		targets = append(targets, t)
+		names = append(names, fmt.Sprintf("keygate (SQLite), %d companies", *scaleCompanies))
+	}
+	for i, t := range targets {
+		n := *ncompanies
+		if i == scaled {
+			n = *scaleCompanies
+		}
+		if err := seed(client, t, n, *conns); err != nil {
 			return fmt.Errorf("seeding %s: %w", t.name, err)
 		}
 	}
@@ -211,7 +227,7 @@ func run(args []string) error {
 		}
 		return 1
 	}
-	var cost bytes.Buffer
+	var cost, scale bytes.Buffer
 	var storage string
 	var table bytes.Buffer
 	host, _ := os.Hostname()
@@ -227,11 +243,20 @@ func run(args []string) error {
 			}
 		}
 		var profiled chan error
+		var measuring func()
 		if *kgProfile != "" && strings.Contains(ph.name, "/auth/"+*profilePhase) {
 			profiled = make(chan error, 1)
-			go func() { profiled <- fetchProfile(kg, *kgProfile, phaseLength(len(targets), *rounds, *duration)) }()
+			profTarget := kg
+			if scaled >= 0 {
+				profTarget = targets[scaled]
+			}
+			measuring = func() { // the measured rounds, not the warm-ups
+				go func() {
+					profiled <- fetchProfile(profTarget, *kgProfile, roundsLength(len(targets), *rounds, *duration))
+				}()
+			}
 		}
-		res, err := compare(client, targets, *conns, *rounds, *duration, ph.setup)
+		res, err := compare(client, targets, *conns, *rounds, *duration, ph.setup, measuring)
 		if profiled != nil {
 			if perr := <-profiled; perr != nil {
 				return fmt.Errorf("profiling keygate: %w", perr)
@@ -261,6 +286,13 @@ func run(args []string) error {
 				ratio(r.rps(), fr.rps()), ratio(float64(r.P99), float64(fr.P99)),
 				ratio(r.rps(), rr.rps()), ratio(float64(r.P99), float64(rr.P99)))
 		}
+		if scaled >= 0 {
+			big, small := res[scaled], res[2]
+			mean, half := ratioInterval(big.Slices, small.Slices)
+			fmt.Fprintf(&scale, "| %s | %.3f ± %.3f | %.3f | %.2f | %s / %s | %.0f / %.0f MiB | %d |\n", ph.name,
+				mean, half, big.rps()/small.rps(), float64(big.CPUPerReq)/float64(small.CPUPerReq),
+				ms(big.P99), ms(small.P99), big.PeakRSSMiB, small.PeakRSSMiB, len(big.Slices))
+		}
 		if *metricsMode == "both" {
 			for _, pair := range [][2]int{{1, 3}, {2, 4}} {
 				on, off := res[pair[0]], res[pair[1]]
@@ -275,6 +307,11 @@ func run(args []string) error {
 		table.WriteString("\nMetrics on against off: each turn's throughput (and server CPU per request) with metrics over the same turn's without, mean of the turns ± two standard errors; and the same ratio over the whole phase.\n\n")
 		table.WriteString("| endpoint | server | req/s on/off, by turn | req/s on/off, phase | CPU/req on/off, by turn | CPU/req on/off, phase | turns |\n| --- | --- | ---: | ---: | ---: | ---: | ---: |\n")
 		table.Write(cost.Bytes())
+	}
+	if scale.Len() > 0 {
+		fmt.Fprintf(&table, "\nScale: keygate with %d companies against keygate with %d, measured in the same turns: each turn's throughput over the same turn's, mean of the turns ± two standard errors; the same ratio over the whole phase; CPU per request, p99 and peak RSS of each.\n\n", *scaleCompanies, *ncompanies)
+		table.WriteString("| endpoint | req/s, by turn | req/s, phase | CPU/req | p99 | peak RSS | turns |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+		table.Write(scale.Bytes())
 	}
 	table.WriteString(storage)
 	if *heapProfile != "" {

@@ -57,9 +57,10 @@ func peakRSS(pid int) float64 {
 	return 0
 }
 
-// phaseLength is about how long compare runs for n targets.
-func phaseLength(n, rounds int, d time.Duration) time.Duration {
-	return time.Duration(n)*(d/5+d+time.Duration(rounds)*settle) - time.Second
+// roundsLength is about how long compare's measured rounds run for n
+// targets (its warm-ups come before).
+func roundsLength(n, rounds int, d time.Duration) time.Duration {
+	return time.Duration(n)*(d+time.Duration(rounds)*settle) - time.Second
 }
 
 // fetchProfile writes a CPU profile of t's next d to path, through its
