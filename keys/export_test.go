@@ -27,3 +27,10 @@ const MaxFailureBuckets = maxFailureBuckets
 
 // FlushDue is what a running Recorder does every interval.
 func FlushDue(r *Recorder, ctx context.Context) { r.flush(ctx, false) }
+
+// MaxWrittenKeys bounds the last writes a recorder remembers, and
+// MaxCachedKeys the key cache: the keys in use.
+const MaxWrittenKeys, MaxCachedKeys = maxWrittenKeys, maxCachedKeys
+
+// SetMaxWrittenKeys lowers r's bound to n.
+func SetMaxWrittenKeys(r *Recorder, n int) { r.maxWritten = n }

@@ -1,6 +1,7 @@
 package keys_test
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -150,5 +151,87 @@ func TestFailureSprayIsBounded(t *testing.T) {
 	}
 	if got := keys.FailureBuckets(rec); got != 0 {
 		t.Errorf("recorder still holds %d counts after writing them", got)
+	}
+}
+
+// usageCounter is a memstore that counts the last uses written to it.
+type usageCounter struct {
+	*memstore.Store
+	written int
+}
+
+func (s *usageCounter) RecordUsage(ctx context.Context, lastUsed map[string]time.Time, evs []keys.AuditEvent) error {
+	s.written += len(lastUsed)
+	return s.Store.RecordUsage(ctx, lastUsed, evs)
+}
+
+// TestLastUseIsWrittenOnceAMinute: a key's last use is written on the
+// first flush after its first login, then again only once the minute is
+// over, even with as many keys in use as the recorder remembers (as the
+// key cache holds), logged in a hundred to a flush as a busy gateway's
+// are.
+func TestLastUseIsWrittenOnceAMinute(t *testing.T) {
+	if keys.MaxWrittenKeys < keys.MaxCachedKeys {
+		t.Fatalf("the recorder remembers %d last writes, fewer than the %d keys the cache holds in use", keys.MaxWrittenKeys, keys.MaxCachedKeys)
+	}
+	ctx := t.Context()
+	clock := &manualClock{t: time.Date(2026, 6, 26, 8, 0, 0, 0, time.UTC)}
+	st := &usageCounter{Store: memstore.New()}
+	rec := keys.NewRecorder(st, time.Second, clock.Now, slog.New(slog.DiscardHandler))
+	const n = 5000
+	keys.SetMaxWrittenKeys(rec, n)
+	pass := func() {
+		for i := range n {
+			rec.Login(keys.AuditEvent{At: clock.Now(), Action: "login"}, fmt.Sprint("key_", i))
+			if i%100 == 99 {
+				keys.FlushDue(rec, ctx)
+			}
+		}
+		keys.FlushDue(rec, ctx)
+	}
+	pass()
+	if st.written != n {
+		t.Fatalf("first pass wrote %d last uses, want %d: one per key", st.written, n)
+	}
+	clock.Advance(30 * time.Second)
+	pass()
+	if st.written != n {
+		t.Errorf("a pass 30 s later wrote %d more last uses, want none", st.written-n)
+	}
+	clock.Advance(31 * time.Second)
+	pass()
+	if st.written != 2*n {
+		t.Errorf("a pass a minute after the first wrote %d, want %d", st.written-n, n)
+	}
+}
+
+// TestLastUseRecordMakesRoom: when more keys are written than the recorder
+// remembers, it forgets the writes over a minute old, not those that still
+// keep their keys from being written again.
+func TestLastUseRecordMakesRoom(t *testing.T) {
+	ctx := t.Context()
+	clock := &manualClock{t: time.Date(2026, 6, 26, 8, 0, 0, 0, time.UTC)}
+	st := &usageCounter{Store: memstore.New()}
+	rec := keys.NewRecorder(st, time.Second, clock.Now, slog.New(slog.DiscardHandler))
+	const n = 1000
+	keys.SetMaxWrittenKeys(rec, n)
+	use := func(prefix string, count int) int {
+		before := st.written
+		for i := range count {
+			rec.Login(keys.AuditEvent{At: clock.Now(), Action: "login"}, fmt.Sprint(prefix, i))
+		}
+		keys.FlushDue(rec, ctx)
+		return st.written - before
+	}
+	use("old_", n/2)
+	clock.Advance(45 * time.Second)
+	use("fresh_", n/2) // the record is full
+	clock.Advance(16 * time.Second)
+	if got := use("new_", 1); got != 1 {
+		t.Fatalf("a new key wrote %d last uses, want 1", got)
+	}
+	clock.Advance(time.Second)
+	if got := use("fresh_", n/2); got != 0 {
+		t.Errorf("keys written 17 s ago wrote %d last uses again after the record made room, want none", got)
 	}
 }
