@@ -165,6 +165,16 @@ func (s *usageCounter) RecordUsage(ctx context.Context, lastUsed map[string]time
 	return s.Store.RecordUsage(ctx, lastUsed, evs)
 }
 
+// lastUseRecorder is a Recorder over a usageCounter, on a manual clock,
+// remembering the last writes of n keys.
+func lastUseRecorder(n int) (*keys.Recorder, *usageCounter, *manualClock) {
+	clock := &manualClock{t: time.Date(2026, 6, 26, 8, 0, 0, 0, time.UTC)}
+	st := &usageCounter{Store: memstore.New()}
+	rec := keys.NewRecorder(st, time.Second, clock.Now, slog.New(slog.DiscardHandler))
+	keys.SetMaxWrittenKeys(rec, n)
+	return rec, st, clock
+}
+
 // TestLastUseIsWrittenOnceAMinute: a key's last use is written on the
 // first flush after its first login, then again only once the minute is
 // over, even with as many keys in use as the recorder remembers (as the
@@ -175,11 +185,8 @@ func TestLastUseIsWrittenOnceAMinute(t *testing.T) {
 		t.Fatalf("the recorder remembers %d last writes, fewer than the %d keys the cache holds in use", keys.MaxWrittenKeys, keys.MaxCachedKeys)
 	}
 	ctx := t.Context()
-	clock := &manualClock{t: time.Date(2026, 6, 26, 8, 0, 0, 0, time.UTC)}
-	st := &usageCounter{Store: memstore.New()}
-	rec := keys.NewRecorder(st, time.Second, clock.Now, slog.New(slog.DiscardHandler))
 	const n = 5000
-	keys.SetMaxWrittenKeys(rec, n)
+	rec, st, clock := lastUseRecorder(n)
 	pass := func() {
 		for i := range n {
 			rec.Login(keys.AuditEvent{At: clock.Now(), Action: "login"}, fmt.Sprint("key_", i))
@@ -210,11 +217,8 @@ func TestLastUseIsWrittenOnceAMinute(t *testing.T) {
 // keep their keys from being written again.
 func TestLastUseRecordMakesRoom(t *testing.T) {
 	ctx := t.Context()
-	clock := &manualClock{t: time.Date(2026, 6, 26, 8, 0, 0, 0, time.UTC)}
-	st := &usageCounter{Store: memstore.New()}
-	rec := keys.NewRecorder(st, time.Second, clock.Now, slog.New(slog.DiscardHandler))
 	const n = 1000
-	keys.SetMaxWrittenKeys(rec, n)
+	rec, st, clock := lastUseRecorder(n)
 	use := func(prefix string, count int) int {
 		before := st.written
 		for i := range count {

@@ -161,16 +161,23 @@ func BenchmarkResolveKey(b *testing.B) {
 	}
 }
 
-// BenchmarkRecordUsage measures the login's share of the writer: one
-// second's batch of a busy gateway, 1,000 login audit events and their
-// keys' last use, in one transaction. cpu-ns/event is the process's CPU
-// time per login event written.
-func BenchmarkRecordUsage(b *testing.B) {
+// openFull opens a database in b's temporary directory, durable
+// (synchronous=FULL) as keygate serve runs it.
+func openFull(b *testing.B) *sqlite.DB {
 	db, err := sqlite.Open(b.Context(), sqlite.Options{Path: filepath.Join(b.TempDir(), "k.db"), Synchronous: "FULL"})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { db.Close() })
+	return db
+}
+
+// BenchmarkRecordUsage measures the login's share of the writer: one
+// second's batch of a busy gateway, 1,000 login audit events and their
+// keys' last use, in one transaction. cpu-ns/event is the process's CPU
+// time per login event written.
+func BenchmarkRecordUsage(b *testing.B) {
+	db := openFull(b)
 	p, _ := createPartner(b, db, "Acme")
 	now := time.Now()
 	evs := make([]keys.AuditEvent, 1000)
@@ -195,11 +202,7 @@ func BenchmarkRecordUsage(b *testing.B) {
 // keys (each at most once a minute) among the table's 20,000, picked at
 // random. cpu-ns/key is the process's CPU time per key written.
 func BenchmarkRecordLastUse(b *testing.B) {
-	db, err := sqlite.Open(b.Context(), sqlite.Options{Path: filepath.Join(b.TempDir(), "k.db"), Synchronous: "FULL"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { db.Close() })
+	db := openFull(b)
 	owner, _ := createPartner(b, db, "Acme")
 	const n, batch = 20_000, 1000
 	ids := make([]string, n)
