@@ -103,8 +103,9 @@ func NewRecorder(store Store, interval time.Duration, now func() time.Time, log 
 }
 
 // pruneWritten forgets the writes over a minute old, which no longer keep
-// a key from being written, or everything if that is not enough. The
-// caller holds mu.
+// a key from being written, and everything if more than half of the
+// record is younger than that (it would fill again at once). The caller
+// holds mu.
 func (r *Recorder) pruneWritten() {
 	old := r.now().UnixNano() - int64(usageResolution)
 	for k, at := range r.written {
