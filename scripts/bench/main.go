@@ -242,15 +242,15 @@ func run(args []string) error {
 				return err
 			}
 		}
-		var profiled chan error
+		var profiled chan error // set once the profile is being taken
 		var measuring func()
 		if *kgProfile != "" && strings.Contains(ph.name, "/auth/"+*profilePhase) {
-			profiled = make(chan error, 1)
 			profTarget := kg
 			if scaled >= 0 {
 				profTarget = targets[scaled]
 			}
 			measuring = func() { // the measured rounds, not the warm-ups
+				profiled = make(chan error, 1)
 				go func() {
 					profiled <- fetchProfile(profTarget, *kgProfile, roundsLength(len(targets), *rounds, *duration))
 				}()
