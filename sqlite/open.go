@@ -150,8 +150,6 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 	return d, nil
 }
 
-// dsn puts every pragma in the connection string, so each pooled
-// connection gets them, not only the first.
 // readerCacheKiB is each pooled reader's page cache (SQLite's default is
 // 2,000 KiB, the writer's). The key cache answers nearly every login, so
 // readers mostly serve its misses, each a few pages of B-tree whose
@@ -168,6 +166,8 @@ const readerCacheKiB = 512
 // then.
 const writerStmtCache = 32
 
+// dsn puts every pragma in the connection string, so each pooled
+// connection gets them, not only the first.
 func dsn(path, synchronous string, readOnly bool) string {
 	q := url.Values{}
 	q.Set("_foreign_keys", "on")
@@ -175,12 +175,11 @@ func dsn(path, synchronous string, readOnly bool) string {
 	q.Set("_journal_mode", "WAL")
 	q.Set("_synchronous", strings.ToUpper(synchronous))
 	q.Set("_txlock", "immediate")
-	if !readOnly {
-		q.Set("_stmt_cache_size", strconv.Itoa(writerStmtCache))
-	}
 	if readOnly {
 		q.Set("_query_only", "on")
 		q.Set("_cache_size", strconv.Itoa(-readerCacheKiB))
+	} else {
+		q.Set("_stmt_cache_size", strconv.Itoa(writerStmtCache))
 	}
 	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
 }
