@@ -2,6 +2,8 @@ package keys
 
 import (
 	"math/rand/v2"
+	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -31,11 +33,11 @@ func TestKeyTableGivesBackWhatItWasGiven(t *testing.T) {
 	}
 	for _, want := range []ResolvedKey{company, partner} {
 		got, at, ok := tb.digest(want.Digest)
-		if !ok || got != want || at != 42 {
+		if !ok || !sameKey(got, want) || at != 42 {
 			t.Errorf("digest: %+v, %d, %v; want %+v, 42", got, at, ok, want)
 		}
 		got, at, ok = tb.id(want.Principal.KeyID)
-		if !ok || got != want || at != 42 {
+		if !ok || !sameKey(got, want) || at != 42 {
 			t.Errorf("id: %+v, %d, %v; want %+v, 42", got, at, ok, want)
 		}
 	}
@@ -73,13 +75,62 @@ func TestKeyTableHoldsOnlyWhatItCanGiveBack(t *testing.T) {
 			r.Principal.ID = r.Principal.PartnerID
 			return r
 		}(),
+		"expiry finer than a millisecond": withExpiry(ok, time.Date(2027, 1, 2, 3, 4, 5, 6_000_001, time.UTC)),
+		"expiry not in UTC":               withExpiry(ok, time.Date(2027, 1, 2, 3, 4, 5, 0, time.FixedZone("X", 3600))),
 	}
 	for name, r := range cases {
 		tb := newKeyTable()
-		if tb.put(r, 1, 10) || tb.len() != 0 {
-			t.Errorf("%s: held", name)
+		if tb.put(r, 1, 10) || tb.len() != 0 || len(tb.text) != 0 {
+			t.Errorf("%s: held (%d keys, %d bytes of text)", name, tb.len(), len(tb.text))
 		}
 	}
+}
+
+func withExpiry(r ResolvedKey, at time.Time) ResolvedKey {
+	r.Principal.KeyExpiresAt = &at
+	return r
+}
+
+func TestSameKeyComparesExpiriesByValue(t *testing.T) {
+	r := resolvedFor(Digest{1}, NewID("key_"), NewID("par_"), "", false)
+	at := time.UnixMilli(1_800_000_000_000).UTC()
+	cases := []struct {
+		a, b ResolvedKey
+		same bool
+	}{
+		{r, r, true},
+		{withExpiry(r, at), withExpiry(r, at), true}, // two pointers, one time
+		{withExpiry(r, at), withExpiry(r, at.Add(time.Millisecond)), false},
+		{withExpiry(r, at), r, false},
+		{r, withExpiry(r, at), false},
+		{withExpiry(r, at), withExpiry(r, at.In(time.FixedZone("X", 0))), false},
+	}
+	for i, c := range cases {
+		if got := sameKey(c.a, c.b); got != c.same {
+			t.Errorf("case %d: sameKey = %v, want %v", i, got, c.same)
+		}
+	}
+}
+
+// TestKeyTableRecordsHoldNoPointers keeps the records out of the garbage
+// collector's way: a pointer in one makes it scan every record at every
+// collection (see keyTable).
+func TestKeyTableRecordsHoldNoPointers(t *testing.T) {
+	var walk func(path string, typ reflect.Type)
+	walk = func(path string, typ reflect.Type) {
+		switch typ.Kind() {
+		case reflect.Struct:
+			for i := range typ.NumField() {
+				f := typ.Field(i)
+				walk(path+"."+f.Name, f.Type)
+			}
+		case reflect.Array:
+			walk(path+"[]", typ.Elem())
+		case reflect.Pointer, reflect.String, reflect.Slice, reflect.Map, reflect.Interface, reflect.Chan, reflect.Func, reflect.UnsafePointer:
+			t.Errorf("%s is a %s", path, typ.Kind())
+		}
+	}
+	walk("record", reflect.TypeFor[record]())
 }
 
 // TestKeyTableStaysConsistent puts keys at random into a small table,
@@ -102,7 +153,14 @@ func TestKeyTableStaysConsistent(t *testing.T) {
 	for step := range 5000 {
 		i := rng.IntN(len(keyIDs))
 		r := resolvedFor(digests[i], keyIDs[i], partnerIDs[i%3], NewID("com_"), i%2 == 0)
+		r.Principal.Name = strings.Repeat("n", rng.IntN(40)) // empty at times
 		r.PartnerScopes = StoredScopes(string(rune('a' + step%26)))
+		if step%3 == 0 {
+			r.KeyScopes = StoredScopes("a b" + strings.Repeat("c", step%5))
+		}
+		if step%4 == 0 {
+			r = withExpiry(r, time.UnixMilli(int64(step)*1_000_003).UTC())
+		}
 		if !tb.put(r, int64(step), max) {
 			t.Fatalf("step %d: put held nothing", step)
 		}
@@ -113,20 +171,28 @@ func TestKeyTableStaysConsistent(t *testing.T) {
 		if len(tb.byDigest) != tb.len() || len(tb.byID) != tb.len() {
 			t.Fatalf("step %d: %d records, %d and %d index entries", step, tb.len(), len(tb.byDigest), len(tb.byID))
 		}
+		live := 0
+		for j := range tb.n {
+			rec := tb.record(j)
+			live += int(rec.name.len + rec.keyScopes.len)
+		}
+		if live != len(tb.text)-tb.dead || tb.dead >= compactTextAt && tb.dead >= len(tb.text)/4 {
+			t.Fatalf("step %d: %d bytes of text, %d dead, %d in use", step, len(tb.text), tb.dead, live)
+		}
 		for j := range tb.n {
 			rec := tb.record(j)
 			want := last[rec.digest]
 			// The partner's scopes are the latest read of any of its keys.
 			want.PartnerScopes = tb.partners[rec.partner].scopes
 			got, _, ok := tb.digest(rec.digest)
-			if !ok || got != want {
+			if !ok || !sameKey(got, want) {
 				t.Fatalf("step %d: by digest %+v, %v; want %+v", step, got, ok, want)
 			}
-			if got, _, ok := tb.id(want.Principal.KeyID); !ok || got != want {
+			if got, _, ok := tb.id(want.Principal.KeyID); !ok || !sameKey(got, want) {
 				t.Fatalf("step %d: by id %+v, %v; want %+v", step, got, ok, want)
 			}
 		}
-		if got, _, ok := tb.digest(r.Digest); !ok || got != r {
+		if got, _, ok := tb.digest(r.Digest); !ok || !sameKey(got, r) {
 			t.Fatalf("step %d: the key just put is not found", step)
 		}
 	}
