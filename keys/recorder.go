@@ -36,7 +36,7 @@ type Recorder struct {
 	now      func() time.Time
 
 	mu         sync.Mutex
-	used       map[string]time.Time // last use not yet written, per key
+	used       map[string]time.Time // last use due to be written, per key (see Login)
 	written    map[uint64]int64     // last use written, UnixNano, by writtenKey of the key id
 	seed       maphash.Seed
 	maxWritten int // maxWrittenKeys; tests lower it
@@ -188,13 +188,14 @@ const (
 	FailedRefresh = "refresh"
 )
 
-// Login queues a login's audit event and, for a success, its key's use.
+// Login queues a login's audit event and, for a success, its key's use if
+// the last one written is a minute old (usageResolution): the uses in
+// between are not kept, so a flush has only the due ones to look at, not
+// every key in use.
 func (r *Recorder) Login(ev AuditEvent, keyID string) {
 	r.mu.Lock()
-	if keyID != "" {
-		if ev.At.After(r.used[keyID]) {
-			r.used[keyID] = ev.At
-		}
+	if keyID != "" && ev.At.UnixNano()-r.written[r.writtenKey(keyID)] >= int64(usageResolution) && ev.At.After(r.used[keyID]) {
+		r.used[keyID] = ev.At
 	}
 	if len(r.events) < maxPendingEvents {
 		r.events = append(r.events, ev)
@@ -230,27 +231,25 @@ func (r *Recorder) Run(ctx context.Context) {
 	}
 }
 
-// Flush writes everything pending, last uses included.
+// Flush writes everything pending, the current minute's failure counts
+// included.
 func (r *Recorder) Flush(ctx context.Context) { r.flush(ctx, true) }
 
-// flush writes the pending audit events and the last uses that are due
-// (all of them if all). On failure the batch is put back, so a passing
-// database fault delays the audit trail rather than losing it.
+// flush writes the pending audit events, the failure counts of the minutes
+// that are over (and of the current one if all) and the due last uses. On
+// failure the batch is put back, so a passing database fault delays the
+// audit trail rather than losing it.
 func (r *Recorder) flush(ctx context.Context, all bool) {
 	r.mu.Lock()
-	events, dropped := append(r.events, r.failureEvents(all)...), r.dropped
-	used := make(map[string]time.Time)
-	for id, at := range r.used {
-		if all || at.UnixNano()-r.written[r.writtenKey(id)] >= int64(usageResolution) {
-			used[id] = at
-			delete(r.used, id)
-		}
-	}
+	events, dropped, used := append(r.events, r.failureEvents(all)...), r.dropped, r.used
 	if len(used) == 0 && len(events) == 0 && dropped == 0 {
 		r.mu.Unlock()
 		return
 	}
 	r.events, r.dropped = nil, 0
+	if len(used) > 0 {
+		r.used = make(map[string]time.Time)
+	}
 	r.mu.Unlock()
 
 	if dropped > 0 {
