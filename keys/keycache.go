@@ -51,11 +51,16 @@ const keyCheckInterval = 10 * time.Millisecond
 const keyTTL = 5 * time.Second
 
 // localKeyTTL is keyTTL on a store that one serving process owns (SQLite,
-// with the CLI beside it): there no standby is promoted and a restore means
-// a restart, so only SQL by hand could slip past the epoch. Reading 1,000
-// keys in use every 5 s cost SQLite logins about 8% of their CPU in the
-// benchmark; once a minute costs nothing measurable.
-const localKeyTTL = time.Minute
+// with the CLI beside it): there no standby is promoted, a restore means a
+// restart, and triggers move the epoch for every change to what a key
+// resolves to, SQL by hand included (sqlite/migrations/0005), so nothing
+// that keygate's schema lets happen slips past the epoch; the TTL is a
+// last net only. Every read it causes is a point query on the key table:
+// reading 1,000 keys in use every 5 s cost logins about 8% of their CPU in
+// the benchmark, and reading 100,000 once a minute brought their logins to
+// 0.72–0.73 of the 1,000-key rate (0.87–0.92 with 10 minutes; BENCHMARKS.md,
+// "Scale").
+const localKeyTTL = 10 * time.Minute
 
 // epochCheckTimeout bounds an epoch read that no single request owns (one
 // started for requests that queued behind another).

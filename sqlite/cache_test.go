@@ -241,3 +241,70 @@ func TestWriterCacheFamiliesFollowOtherHandles(t *testing.T) {
 		t.Fatalf("a deleted family read through the handle that deleted it: %v", err)
 	}
 }
+
+// TestKeysServiceSeesSQLByHand: a change to what a login reads of a key,
+// made with SQL by hand on the database file, reaches a serving process's
+// cache within its epoch check (a second of its clock, far under its
+// entries' lifetime), because triggers move the key epoch; a key's last
+// use, written every minute, does not move it.
+func TestKeysServiceSeesSQLByHand(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "k.db")
+	clock := &fakeClock{now: time.Now()}
+	store := open(t, path)
+	svc := keys.NewService(store, nil, clock.Now, slog.New(slog.DiscardHandler))
+	sqlDB := raw(t, path)
+
+	for _, tc := range []struct {
+		name string
+		sql  string // ?1 is the key's id, ?2 its company's, ?3 its partner's
+		want func(p keys.Principal, err error) bool
+	}{
+		{"key revoked", `UPDATE api_keys SET revoked_at = 1 WHERE id = ?1`, invalid},
+		{"key deleted", `DELETE FROM api_keys WHERE id = ?1`, invalid},
+		{"key expired", `UPDATE api_keys SET expires_at = 1 WHERE id = ?1`, invalid},
+		{"company disabled", `UPDATE companies SET status = 'disabled' WHERE id = ?2`, invalid},
+		{"partner disabled", `UPDATE partners SET status = 'disabled' WHERE id = ?3`, invalid},
+		{"company renamed", `UPDATE companies SET name = 'Renamed' WHERE id = ?2`, func(p keys.Principal, err error) bool {
+			return err == nil && p.Name == "Renamed"
+		}},
+		{"key's scopes narrowed", `UPDATE api_keys SET scopes = 'a' WHERE id = ?1`, func(p keys.Principal, err error) bool {
+			return err == nil && p.Scopes.String() == "a"
+		}},
+		{"partner's scopes narrowed", `UPDATE partners SET scopes = 'b' WHERE id = ?3`, func(p keys.Principal, err error) bool {
+			return err == nil && p.Scopes.String() == "b"
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			partner, _, err := svc.CreatePartner(ctx, keys.Operator, keys.PartnerInput{Name: "Acme", Scopes: keys.StoredScopes("a b")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, created, err := svc.CreateCompany(ctx, keys.Operator, partner.ID, keys.CompanyInput{Name: "Initech"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			apiKey := created.APIKey.Reveal()
+			p, err := svc.Authenticate(ctx, apiKey) // warms the cache
+			if err != nil || p.Scopes.String() != "a b" {
+				t.Fatalf("Authenticate before the change: %+v, %v", p, err)
+			}
+			before := epoch(t, store)
+			if _, err := sqlDB.ExecContext(ctx, `UPDATE api_keys SET last_used_at = 5 WHERE id = ?`, p.KeyID); err != nil {
+				t.Fatal(err)
+			}
+			if got := epoch(t, store); got != before {
+				t.Errorf("writing a last use moved the key epoch %d → %d", before, got)
+			}
+			if _, err := sqlDB.ExecContext(ctx, tc.sql, p.KeyID, p.CompanyID, p.PartnerID); err != nil {
+				t.Fatal(err)
+			}
+			clock.Advance(time.Second)
+			if got, err := svc.Authenticate(ctx, apiKey); !tc.want(got, err) {
+				t.Errorf("Authenticate after the change: %+v, %v", got, err)
+			}
+		})
+	}
+}
+
+func invalid(_ keys.Principal, err error) bool { return errors.Is(err, keys.ErrInvalidKey) }
