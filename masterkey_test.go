@@ -408,12 +408,17 @@ func TestMasterKeyUpgradeKeepsRefreshTokens(t *testing.T) {
 	master := readMasterKey(t, dir)
 
 	// The database as keygate before the upgrade left it: no sealed
-	// secrets (and so none of the tokens the server above issued).
+	// secrets (and so none of the tokens the server above issued), nor
+	// what the migrations after 0004 added.
 	db, err := sql.Open("sqlite3", "file:"+filepath.Join(dir, "data", "keygate.db")+"?_busy_timeout=5000")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Exec(`DROP TABLE sealed_secrets; DELETE FROM schema_migrations WHERE name = '0004_sealed_secrets.sql'`); err != nil {
+	if _, err := db.Exec(`DROP TABLE sealed_secrets;
+		DROP TRIGGER api_keys_epoch_update; DROP TRIGGER api_keys_epoch_delete;
+		DROP TRIGGER partners_epoch_update; DROP TRIGGER partners_epoch_delete;
+		DROP TRIGGER companies_epoch_update; DROP TRIGGER companies_epoch_delete;
+		DELETE FROM schema_migrations WHERE version >= 4`); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.Close(); err != nil {
