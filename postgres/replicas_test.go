@@ -26,10 +26,16 @@ var t0 = time.Date(2026, 6, 26, 9, 56, 42, 199_000_000, time.UTC)
 // replicas opens n handles on one fresh schema.
 func replicas(t *testing.T, n int) []*postgres.DB {
 	t.Helper()
+	return replicasWith(t, n, "")
+}
+
+// replicasWith is replicas with extra appended to their URL.
+func replicasWith(t *testing.T, n int, extra string) []*postgres.DB {
+	t.Helper()
 	dbURL, _ := pgtest.Schema(t)
 	out := make([]*postgres.DB, n)
 	for i := range out {
-		out[i] = openURL(t, dbURL)
+		out[i] = openURL(t, dbURL+extra)
 	}
 	return out
 }
@@ -126,7 +132,11 @@ func TestReplicasSeeRevocation(t *testing.T) {
 // Companies created through two replicas while a client pages through the
 // list: the walk sees every one exactly once.
 func TestReplicasListCompaniesWhileAdding(t *testing.T) {
-	dbs := replicas(t, 2)
+	// The four writers queue on their partner's row (a partner's company
+	// creations take turns, each with its commit's fsync), so on a loaded
+	// CI machine a creation has waited past the default 2 s lock_timeout
+	// and failed with ErrUnavailable: not what this test is about.
+	dbs := replicasWith(t, 2, "&lock_timeout=30s")
 	ctx := t.Context()
 	p, _, err := newService(dbs[0]).CreatePartner(ctx, keys.Operator, keys.PartnerInput{Name: "Acme"})
 	if err != nil {
