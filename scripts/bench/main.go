@@ -287,7 +287,7 @@ func run(args []string) error {
 				ratio(r.rps(), rr.rps()), ratio(float64(r.P99), float64(rr.P99)))
 		}
 		if scaled >= 0 {
-			big, small := res[scaled], res[2]
+			big, small := res[scaled], res[slices.Index(targets, kg)]
 			mean, half := ratioInterval(big.Slices, small.Slices)
 			fmt.Fprintf(&scale, "| %s | %.3f ± %.3f | %.3f | %.2f | %s / %s | %.0f / %.0f MiB | %d |\n", ph.name,
 				mean, half, big.rps()/small.rps(), float64(big.CPUPerReq)/float64(small.CPUPerReq),
